@@ -1,0 +1,25 @@
+# Keystone. `make run` starts it against a local PostgreSQL; `make test` runs
+# every test against real PostgreSQL and Docker; `make bench` the benchmarks.
+GO ?= go
+BIN := bin/keystone
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
+
+.PHONY: build run test bench vet clean
+
+build:
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/bot
+
+run: build
+	scripts/run.sh
+
+test:
+	scripts/test.sh
+
+bench: build
+	scripts/bench.sh
+
+vet:
+	$(GO) vet ./...
+
+clean:
+	rm -rf bin

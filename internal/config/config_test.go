@@ -1,0 +1,178 @@
+package config_test
+
+import (
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/pem"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/keystone-app/keystone/internal/config"
+)
+
+func env(vars map[string]string) func(string) (string, bool) {
+	return func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+}
+
+func TestDefaults(t *testing.T) {
+	c, err := config.Load(env(nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"Addr", c.Addr, ":8080"},
+		{"PublicURL", c.PublicURL.String(), "http://localhost:8080"},
+		{"Env", c.Env, "development"},
+		{"GitHubAPIURL", c.GitHubAPIURL, "https://api.github.com/"},
+		{"GitHubWebURL", c.GitHubWebURL, "https://github.com"},
+		{"DataDir", c.DataDir, "./.keystone"},
+		{"PortRange", c.PortRange, config.PortRange{First: 9000, Last: 9999}},
+		{"AppHost", c.AppHost, "localhost"},
+		{"Workers", c.Workers, 4},
+		{"dev key", c.UsesDevEncryptionKey(), true},
+		{"app configured", c.GitHubAppConfigured(), false},
+	}
+	for _, chk := range checks {
+		if chk.got != chk.want {
+			t.Errorf("%s = %v, want %v", chk.name, chk.got, chk.want)
+		}
+	}
+}
+
+// TestInvalidValuesNameTheVariable: every bad value is an error naming its
+// variable, never a silent default.
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	cases := []struct{ name, value string }{
+		{"KEYSTONE_ADDR", "8080"},
+		{"KEYSTONE_PUBLIC_URL", "localhost:8080"},
+		{"KEYSTONE_PUBLIC_URL", "ftp://example.com"},
+		{"KEYSTONE_ENV", "staging"},
+		{"KEYSTONE_ALLOW_HTTP", "yes please"},
+		{"KEYSTONE_GITHUB_APP_ID", "twelve"},
+		{"KEYSTONE_GITHUB_APP_ID", "-3"},
+		{"KEYSTONE_GITHUB_API_URL", "not a url"},
+		{"KEYSTONE_GITHUB_WEB_URL", "/relative"},
+		{"KEYSTONE_ENCRYPTION_KEYS", "k1"},
+		{"KEYSTONE_ENCRYPTION_KEYS", "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 16))},
+		{"KEYSTONE_ENCRYPTION_KEYS", "k1:not-base64!"},
+		{"KEYSTONE_PORT_RANGE", "9000"},
+		{"KEYSTONE_PORT_RANGE", "9999-9000"},
+		{"KEYSTONE_PORT_RANGE", "0-10"},
+		{"KEYSTONE_PORT_RANGE", "60000-70000"},
+		{"KEYSTONE_WORKERS", "0"},
+		{"KEYSTONE_WORKERS", "four"},
+		{"KEYSTONE_GITHUB_PRIVATE_KEY", "not a pem"},
+		{"KEYSTONE_GITHUB_PRIVATE_KEY_FILE", "/no/such/key.pem"},
+	}
+	for _, c := range cases {
+		t.Run(c.name+"="+c.value, func(t *testing.T) {
+			_, err := config.Load(env(map[string]string{c.name: c.value}))
+			var cerr *config.Error
+			if !errors.As(err, &cerr) {
+				t.Fatalf("err = %v, want *config.Error", err)
+			}
+			if len(cerr.Problems) != 1 || !strings.HasPrefix(cerr.Problems[0], c.name+":") {
+				t.Fatalf("problems = %q, want one starting with %s:", cerr.Problems, c.name)
+			}
+		})
+	}
+}
+
+func TestProductionListsEveryProblem(t *testing.T) {
+	_, err := config.Load(env(map[string]string{"KEYSTONE_ENV": "production"}))
+	var cerr *config.Error
+	if !errors.As(err, &cerr) {
+		t.Fatalf("err = %v", err)
+	}
+	want := []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET:", "KEYSTONE_ENCRYPTION_KEYS:", "KEYSTONE_PUBLIC_URL:"}
+	if len(cerr.Problems) != len(want) {
+		t.Fatalf("problems = %q, want %d", cerr.Problems, len(want))
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(cerr.Problems[i], w) {
+			t.Errorf("problem %d = %q, want it to start with %s", i, cerr.Problems[i], w)
+		}
+	}
+}
+
+func TestProductionRefusesTheDevKey(t *testing.T) {
+	_, err := config.Load(env(map[string]string{
+		"KEYSTONE_ENV": "production", "KEYSTONE_GITHUB_WEBHOOK_SECRET": "s", "KEYSTONE_ALLOW_HTTP": "1",
+		"KEYSTONE_ENCRYPTION_KEYS": "dev:" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
+	}))
+	if err == nil || !strings.Contains(err.Error(), `development key id "dev"`) {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestProductionAcceptsSafeConfig(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	for _, vars := range []map[string]string{
+		{"KEYSTONE_PUBLIC_URL": "https://keystone.example.com"},
+		{"KEYSTONE_PUBLIC_URL": "http://10.0.0.5:8080", "KEYSTONE_ALLOW_HTTP": "1"},
+	} {
+		vars["KEYSTONE_ENV"] = "production"
+		vars["KEYSTONE_GITHUB_WEBHOOK_SECRET"] = "s3cret"
+		vars["KEYSTONE_ENCRYPTION_KEYS"] = "k2:" + key + ",k1:" + key
+		c, err := config.Load(env(vars))
+		if err != nil {
+			t.Fatalf("%v: %v", vars, err)
+		}
+		if len(c.EncryptionKeys) != 2 || c.EncryptionKeys[0].ID != "k2" {
+			t.Fatalf("keys = %v, want k2 first", c.EncryptionKeys)
+		}
+	}
+}
+
+func TestPrivateKeyFromFileAndText(t *testing.T) {
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pemText := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
+	file := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(file, pemText, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for name, vars := range map[string]map[string]string{
+		"file": {"KEYSTONE_GITHUB_APP_ID": "42", "KEYSTONE_GITHUB_PRIVATE_KEY_FILE": file},
+		"text": {"KEYSTONE_GITHUB_APP_ID": "42", "KEYSTONE_GITHUB_PRIVATE_KEY": string(pemText)},
+	} {
+		c, err := config.Load(env(vars))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if !c.GitHubAppConfigured() || c.GitHubAppID != 42 {
+			t.Fatalf("%s: app not configured", name)
+		}
+	}
+	_, err = config.Load(env(map[string]string{"KEYSTONE_GITHUB_APP_ID": "42"}))
+	if err == nil || !strings.Contains(err.Error(), "KEYSTONE_GITHUB_PRIVATE_KEY_FILE: required") {
+		t.Fatalf("app id without key: %v", err)
+	}
+}
+
+// TestSecretsStayOutOfErrorsAndLogs: a bad key's text and the webhook secret
+// never appear in what Keystone prints.
+func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
+	secretish := "-----BEGIN RSA PRIVATE KEY-----\nTOPSECRETMATERIAL\n-----END RSA PRIVATE KEY-----"
+	_, err := config.Load(env(map[string]string{"KEYSTONE_GITHUB_PRIVATE_KEY": secretish}))
+	if err == nil || strings.Contains(err.Error(), "TOPSECRET") {
+		t.Fatalf("err = %v", err)
+	}
+	c, err := config.Load(env(map[string]string{"KEYSTONE_GITHUB_WEBHOOK_SECRET": "hook-secret-value"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.LogValue().String(); strings.Contains(s, "hook-secret-value") {
+		t.Fatalf("log value shows the secret: %s", s)
+	}
+}

@@ -1,0 +1,104 @@
+// Package server assembles Keystone's HTTP surface and its long-running parts:
+// the router with probes, metrics and the webhook endpoint, and Run, which
+// wires configuration, store, job queue and handlers for `keystone serve`.
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Check is one dependency /readyz asks about.
+type Check struct {
+	Name  string
+	Check func(ctx context.Context) error
+}
+
+// RouterConfig is what NewRouter mounts.
+type RouterConfig struct {
+	Logger *slog.Logger
+	// Webhook handles POST /webhooks/github.
+	Webhook gin.HandlerFunc
+	// Ready lists what /readyz checks, each within ReadyTimeout.
+	Ready []Check
+	// Gatherer serves /metrics.
+	Gatherer prometheus.Gatherer
+	// MetricsToken, when set, is required as "Authorization: Bearer <token>" on
+	// /metrics; when empty only loopback clients may read it.
+	MetricsToken string
+}
+
+// ReadyTimeout bounds each readiness check.
+const ReadyTimeout = 2 * time.Second
+
+// NewRouter returns the gin engine with Keystone's operational routes.
+func NewRouter(cfg RouterConfig) *gin.Engine {
+	gin.SetMode(gin.ReleaseMode)
+	r := gin.New()
+	// Keystone is reached directly or through a proxy we do not know: never
+	// believe a client's X-Forwarded-For about who it is.
+	_ = r.SetTrustedProxies(nil)
+	r.Use(recoverer(cfg.Logger))
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", readyz(cfg.Ready))
+	r.GET("/metrics", metricsGuard(cfg.MetricsToken), gin.WrapH(promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{})))
+	if cfg.Webhook != nil {
+		r.POST("/webhooks/github", cfg.Webhook)
+	}
+	return r
+}
+
+func readyz(checks []Check) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		status := http.StatusOK
+		results := gin.H{}
+		for _, chk := range checks {
+			ctx, cancel := context.WithTimeout(c.Request.Context(), ReadyTimeout)
+			err := chk.Check(ctx)
+			cancel()
+			if err != nil {
+				status = http.StatusServiceUnavailable
+				results[chk.Name] = "unavailable"
+				continue
+			}
+			results[chk.Name] = "ok"
+		}
+		c.JSON(status, results)
+	}
+}
+
+// metricsGuard lets through a request bearing token, or, with no token
+// configured, one from a loopback address.
+func metricsGuard(token string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if token != "" {
+			got, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+			if !ok || subtle.ConstantTimeCompare([]byte(got), []byte(token)) != 1 {
+				c.AbortWithStatusJSON(http.StatusUnauthorized, gin.H{"error": "metrics need Authorization: Bearer <KEYSTONE_METRICS_TOKEN>"})
+			}
+			return
+		}
+		host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
+		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "metrics are served to loopback clients only unless KEYSTONE_METRICS_TOKEN is set"})
+		}
+	}
+}
+
+// recoverer turns a panic into a 500 and a log line instead of a dead process.
+func recoverer(logger *slog.Logger) gin.HandlerFunc {
+	return gin.CustomRecoveryWithWriter(nil, func(c *gin.Context, err any) {
+		logger.Error("panic while serving", slog.String("path", c.Request.URL.Path), slog.Any("panic", err))
+		c.AbortWithStatusJSON(http.StatusInternalServerError, gin.H{"error": "internal error"})
+	})
+}

@@ -1,0 +1,101 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/keystone-app/keystone/internal/server"
+	"github.com/keystone-app/keystone/internal/store"
+	"github.com/keystone-app/keystone/internal/store/storetest"
+)
+
+func TestMain(m *testing.M) { storetest.Main(m) }
+
+func get(t *testing.T, h http.Handler, path, remote, auth string) *httptest.ResponseRecorder {
+	t.Helper()
+	req := httptest.NewRequest(http.MethodGet, path, nil)
+	req.RemoteAddr = remote
+	if auth != "" {
+		req.Header.Set("Authorization", auth)
+	}
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	return rec
+}
+
+func TestProbes(t *testing.T) {
+	st, err := store.Open(t.Context(), storetest.SharedURL(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	router := server.NewRouter(server.RouterConfig{
+		Logger:   discardLogger(),
+		Ready:    []server.Check{{Name: "database", Check: st.Ping}},
+		Gatherer: prometheus.NewRegistry(),
+	})
+	if rec := get(t, router, "/healthz", "127.0.0.1:1", ""); rec.Code != 200 {
+		t.Fatalf("/healthz = %d", rec.Code)
+	}
+	if rec := get(t, router, "/readyz", "127.0.0.1:1", ""); rec.Code != 200 || !strings.Contains(rec.Body.String(), `"database":"ok"`) {
+		t.Fatalf("/readyz with database up = %d %s", rec.Code, rec.Body)
+	}
+	st.Close()
+	if rec := get(t, router, "/readyz", "127.0.0.1:1", ""); rec.Code != 503 || !strings.Contains(rec.Body.String(), `"database":"unavailable"`) {
+		t.Fatalf("/readyz with database down = %d %s", rec.Code, rec.Body)
+	}
+	if rec := get(t, router, "/healthz", "127.0.0.1:1", ""); rec.Code != 200 {
+		t.Fatalf("/healthz with database down = %d (the process is up)", rec.Code)
+	}
+}
+
+func TestReadyzReportsEachCheck(t *testing.T) {
+	router := server.NewRouter(server.RouterConfig{
+		Logger: discardLogger(),
+		Ready: []server.Check{
+			{Name: "database", Check: func(context.Context) error { return nil }},
+			{Name: "docker", Check: func(context.Context) error { return errors.New("no engine") }},
+		},
+		Gatherer: prometheus.NewRegistry(),
+	})
+	rec := get(t, router, "/readyz", "127.0.0.1:1", "")
+	if rec.Code != 503 || !strings.Contains(rec.Body.String(), `"docker":"unavailable"`) || strings.Contains(rec.Body.String(), "no engine") {
+		t.Fatalf("/readyz = %d %s", rec.Code, rec.Body)
+	}
+}
+
+func TestMetricsAccess(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewCounter(prometheus.CounterOpts{Name: "keystone_test_total", Help: "t"}))
+	open := server.NewRouter(server.RouterConfig{Logger: discardLogger(), Gatherer: reg})
+	guarded := server.NewRouter(server.RouterConfig{Logger: discardLogger(), Gatherer: reg, MetricsToken: "tok-123"})
+	cases := []struct {
+		name         string
+		router       http.Handler
+		remote, auth string
+		code         int
+	}{
+		{"no token, loopback v4", open, "127.0.0.1:5000", "", 200},
+		{"no token, loopback v6", open, "[::1]:5000", "", 200},
+		{"no token, remote", open, "203.0.113.9:5000", "", 403},
+		{"token, right", guarded, "203.0.113.9:5000", "Bearer tok-123", 200},
+		{"token, wrong", guarded, "127.0.0.1:5000", "Bearer nope", 401},
+		{"token, missing even on loopback", guarded, "127.0.0.1:5000", "", 401},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			rec := get(t, c.router, "/metrics", c.remote, c.auth)
+			if rec.Code != c.code {
+				t.Fatalf("got %d, want %d", rec.Code, c.code)
+			}
+			if c.code == 200 && !strings.Contains(rec.Body.String(), "keystone_test_total") {
+				t.Fatalf("metrics body lacks the counter: %s", rec.Body)
+			}
+		})
+	}
+}

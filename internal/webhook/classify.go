@@ -1,0 +1,228 @@
+package webhook
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+
+	gh "github.com/google/go-github/v66/github"
+)
+
+// Delivery is a verified delivery that implies work. The Recorder stores it and
+// that work in one transaction.
+type Delivery struct {
+	GUID           string
+	Event          string // push, issue_comment, installation or installation_repositories
+	Action         string
+	InstallationID int64
+	Repository     string // owner/name; empty for installation events
+	Payload        []byte // the raw body, as signed
+	// Installation is set for installation and installation_repositories events:
+	// the change to apply to Keystone's record of installations.
+	Installation *InstallationChange
+}
+
+// InstallationChange is what an installation event says about an installation.
+type InstallationChange struct {
+	ID          int64
+	Account     string
+	AccountType string
+	Deleted     bool
+	Suspended   bool
+	Added       []Repo
+	Removed     []Repo
+}
+
+// Repo is a repository named in an installation event.
+type Repo struct {
+	ID       int64
+	FullName string
+	Private  bool
+}
+
+// ignored is a delivery Keystone does not act on; reason goes back in the 200.
+type ignored struct{ reason string }
+
+func (i ignored) Error() string { return i.reason }
+
+// badPayload is a body that is not the JSON of its event: answered with 400.
+type badPayload struct{ err error }
+
+func (b badPayload) Error() string { return b.err.Error() }
+
+// knownEvents are the event names go-github can parse; others are ignored unread.
+var knownEvents = func() map[string]bool {
+	m := map[string]bool{}
+	for _, t := range gh.MessageTypes() {
+		m[t] = true
+	}
+	return m
+}()
+
+var (
+	fullNamePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$`)
+	shaPattern      = regexp.MustCompile(`^[0-9a-f]{40}$`)
+	zeroSHA         = strings.Repeat("0", 40)
+)
+
+// classify parses body as event and decides what it means for Keystone: a
+// Delivery with work, an ignored error (200), or a badPayload error (400).
+// It calls nothing outside this process.
+func classify(event, guid string, body []byte) (Delivery, error) {
+	if !knownEvents[event] {
+		return Delivery{}, ignored{fmt.Sprintf("event %q is not used by Keystone", clip(event))}
+	}
+	parsed, err := gh.ParseWebHook(event, body)
+	if err != nil {
+		return Delivery{}, badPayload{fmt.Errorf("body is not the JSON of a %s event: %v", event, err)}
+	}
+	d := Delivery{GUID: guid, Event: event, Payload: body}
+	switch e := parsed.(type) {
+	case *gh.PingEvent:
+		return Delivery{}, ignored{"pong"}
+	case *gh.PushEvent:
+		return classifyPush(d, e)
+	case *gh.IssueCommentEvent:
+		return classifyComment(d, e)
+	case *gh.InstallationEvent:
+		return classifyInstallation(d, e)
+	case *gh.InstallationRepositoriesEvent:
+		return classifyInstallationRepos(d, e)
+	default:
+		return Delivery{}, ignored{fmt.Sprintf("event %q is not used by Keystone", event)}
+	}
+}
+
+func classifyPush(d Delivery, e *gh.PushEvent) (Delivery, error) {
+	ref := e.GetRef()
+	switch {
+	case e.GetDeleted() || e.GetAfter() == zeroSHA:
+		return Delivery{}, ignored{"branch or tag deleted"}
+	case !strings.HasPrefix(ref, "refs/heads/"):
+		return Delivery{}, ignored{fmt.Sprintf("not a branch push (%s)", clip(ref))}
+	case e.GetInstallation().GetID() == 0:
+		return Delivery{}, ignored{"no installation: not a GitHub App delivery"}
+	case !shaPattern.MatchString(e.GetAfter()):
+		return Delivery{}, badPayload{errors.New("push: after is not a 40-hex commit SHA")}
+	case !fullNamePattern.MatchString(e.GetRepo().GetFullName()):
+		return Delivery{}, badPayload{errors.New("push: repository.full_name is not owner/name")}
+	case e.GetRepo().GetCloneURL() == "":
+		return Delivery{}, badPayload{errors.New("push: repository.clone_url is missing")}
+	}
+	d.InstallationID = e.GetInstallation().GetID()
+	d.Repository = e.GetRepo().GetFullName()
+	return d, nil
+}
+
+func classifyComment(d Delivery, e *gh.IssueCommentEvent) (Delivery, error) {
+	switch {
+	case e.GetAction() != "created":
+		return Delivery{}, ignored{fmt.Sprintf("comment %s: only new comments are read", clip(e.GetAction()))}
+	case e.GetInstallation().GetID() == 0:
+		return Delivery{}, ignored{"no installation: not a GitHub App delivery"}
+	case e.GetSender().GetType() == "Bot" || e.GetComment().GetUser().GetType() == "Bot":
+		return Delivery{}, ignored{"comment by a bot"}
+	case !MentionsCommand(e.GetComment().GetBody()):
+		return Delivery{}, ignored{"no /keystone command"}
+	case !fullNamePattern.MatchString(e.GetRepo().GetFullName()):
+		return Delivery{}, badPayload{errors.New("issue_comment: repository.full_name is not owner/name")}
+	case e.GetIssue().GetNumber() <= 0 || e.GetComment().GetID() <= 0:
+		return Delivery{}, badPayload{errors.New("issue_comment: issue.number or comment.id is missing")}
+	}
+	d.Action = "created"
+	d.InstallationID = e.GetInstallation().GetID()
+	d.Repository = e.GetRepo().GetFullName()
+	return d, nil
+}
+
+// MentionsCommand reports whether any line of body starts with /keystone
+// (case-insensitive, leading blanks allowed). The comment parser is stricter;
+// this only spares a job for the many comments that are conversation.
+func MentionsCommand(body string) bool {
+	for line := range strings.SplitSeq(body, "\n") {
+		line = strings.TrimLeft(line, " \t\r")
+		if len(line) >= len("/keystone") && strings.EqualFold(line[:len("/keystone")], "/keystone") {
+			return true
+		}
+	}
+	return false
+}
+
+func classifyInstallation(d Delivery, e *gh.InstallationEvent) (Delivery, error) {
+	change, err := installationChange(e.GetInstallation())
+	if err != nil {
+		return Delivery{}, err
+	}
+	switch e.GetAction() {
+	case "created", "new_permissions_accepted", "unsuspend":
+		change.Added, err = repos(e.Repositories)
+	case "deleted":
+		change.Deleted = true
+	case "suspend":
+		change.Suspended = true
+	default:
+		return Delivery{}, ignored{fmt.Sprintf("installation %s: not used by Keystone", clip(e.GetAction()))}
+	}
+	if err != nil {
+		return Delivery{}, err
+	}
+	d.Action = e.GetAction()
+	d.InstallationID = change.ID
+	d.Installation = change
+	return d, nil
+}
+
+func classifyInstallationRepos(d Delivery, e *gh.InstallationRepositoriesEvent) (Delivery, error) {
+	change, err := installationChange(e.GetInstallation())
+	if err != nil {
+		return Delivery{}, err
+	}
+	switch e.GetAction() {
+	case "added", "removed":
+	default:
+		return Delivery{}, ignored{fmt.Sprintf("installation_repositories %s: not used by Keystone", clip(e.GetAction()))}
+	}
+	if change.Added, err = repos(e.RepositoriesAdded); err != nil {
+		return Delivery{}, err
+	}
+	if change.Removed, err = repos(e.RepositoriesRemoved); err != nil {
+		return Delivery{}, err
+	}
+	d.Action = e.GetAction()
+	d.InstallationID = change.ID
+	d.Installation = change
+	return d, nil
+}
+
+func installationChange(in *gh.Installation) (*InstallationChange, error) {
+	if in.GetID() <= 0 {
+		return nil, badPayload{errors.New("installation.id is missing")}
+	}
+	return &InstallationChange{
+		ID:          in.GetID(),
+		Account:     in.GetAccount().GetLogin(),
+		AccountType: in.GetAccount().GetType(),
+		Suspended:   in.SuspendedAt != nil,
+	}, nil
+}
+
+func repos(list []*gh.Repository) ([]Repo, error) {
+	out := make([]Repo, 0, len(list))
+	for _, r := range list {
+		if r.GetID() <= 0 || !fullNamePattern.MatchString(r.GetFullName()) {
+			return nil, badPayload{errors.New("repositories: an entry lacks id or owner/name full_name")}
+		}
+		out = append(out, Repo{ID: r.GetID(), FullName: r.GetFullName(), Private: r.GetPrivate()})
+	}
+	return out, nil
+}
+
+// clip keeps sender-controlled text short in answers and logs.
+func clip(s string) string {
+	const max = 60
+	if r := []rune(s); len(r) > max {
+		return string(r[:max]) + "…"
+	}
+	return s
+}

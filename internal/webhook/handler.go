@@ -1,0 +1,122 @@
+// Package webhook receives GitHub's deliveries at POST /webhooks/github (SPEC §4).
+//
+// The handler verifies the signature, parses and classifies the delivery, and
+// hands what implies work to a Recorder that stores it with its jobs in one
+// transaction. Only then does it answer 2xx. It makes no GitHub or Docker call.
+package webhook
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"regexp"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// MaxBodyBytes is GitHub's cap on a delivery's payload (25 MiB).
+const MaxBodyBytes = 25 << 20
+
+// ErrDuplicate is returned by a Recorder for a delivery GUID stored before.
+var ErrDuplicate = errors.New("delivery already received")
+
+// Recorder stores a delivery and the work it implies in one transaction.
+type Recorder interface {
+	// Record returns the number of jobs enqueued, ErrDuplicate when d.GUID was
+	// stored before (nothing new is written), or another error when the
+	// database could not take it.
+	Record(ctx context.Context, d Delivery) (jobs int, err error)
+}
+
+// Handler serves POST /webhooks/github.
+type Handler struct {
+	secret   []byte
+	recorder Recorder
+	logger   *slog.Logger
+	metrics  *metrics
+}
+
+// NewHandler returns the webhook handler. An empty secret refuses every
+// delivery. Metrics are registered on reg.
+func NewHandler(secret []byte, recorder Recorder, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{secret: secret, recorder: recorder, logger: logger, metrics: m}, nil
+}
+
+var guidPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
+
+// answer is the small JSON body of every response.
+type answer struct {
+	Status   string `json:"status"`
+	Delivery string `json:"delivery,omitempty"`
+	Jobs     int    `json:"jobs,omitempty"`
+	Reason   string `json:"reason,omitempty"`
+	Error    string `json:"error,omitempty"`
+}
+
+// Handle is the gin handler for POST /webhooks/github.
+func (h *Handler) Handle(c *gin.Context) {
+	start := time.Now()
+	event := c.GetHeader("X-GitHub-Event")
+	guid := c.GetHeader("X-GitHub-Delivery")
+	code, ans := h.handle(c.Request, event, guid)
+	c.JSON(code, ans)
+	h.metrics.observe(event, ans.Status, time.Since(start))
+}
+
+func (h *Handler) handle(r *http.Request, event, guid string) (int, answer) {
+	log := h.logger.With(slog.String("delivery_id", clip(guid)), slog.String("event", clip(event)))
+	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, MaxBodyBytes))
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			log.Warn("webhook refused: body over 25 MiB")
+			return http.StatusRequestEntityTooLarge, answer{Status: "too_large", Error: "body over 25 MiB"}
+		}
+		log.Warn("webhook refused: body unreadable", slog.String("error", err.Error()))
+		return http.StatusBadRequest, answer{Status: "bad_request", Error: "body could not be read"}
+	}
+	if err := checkSignature(h.secret, r.Header.Get("X-Hub-Signature-256"), body); err != nil {
+		log.Warn("webhook refused: signature", slog.String("error", err.Error()))
+		return http.StatusUnauthorized, answer{Status: "unauthorized", Error: err.Error()}
+	}
+	switch {
+	case event == "":
+		return http.StatusBadRequest, answer{Status: "bad_request", Error: "missing X-GitHub-Event header"}
+	case !guidPattern.MatchString(guid):
+		return http.StatusBadRequest, answer{Status: "bad_request", Error: "missing or malformed X-GitHub-Delivery header"}
+	}
+
+	d, err := classify(event, guid, body)
+	var ign ignored
+	var bad badPayload
+	switch {
+	case errors.As(err, &ign):
+		log.Info("webhook ignored", slog.String("reason", ign.reason))
+		return http.StatusOK, answer{Status: "ignored", Delivery: guid, Reason: ign.reason}
+	case errors.As(err, &bad):
+		log.Warn("webhook refused: payload", slog.String("error", bad.Error()))
+		return http.StatusBadRequest, answer{Status: "bad_request", Delivery: guid, Error: bad.Error()}
+	}
+
+	jobs, err := h.recorder.Record(r.Context(), d)
+	switch {
+	case errors.Is(err, ErrDuplicate):
+		log.Info("webhook duplicate: already received")
+		return http.StatusOK, answer{Status: "duplicate", Delivery: guid}
+	case err != nil:
+		log.Error("webhook not stored", slog.String("error", err.Error()))
+		return http.StatusServiceUnavailable, answer{Status: "unavailable", Delivery: guid,
+			Error: "database unavailable: delivery not stored, please redeliver"}
+	}
+	log.Info("webhook accepted", slog.String("action", d.Action), slog.String("repository", d.Repository),
+		slog.Int("jobs", jobs))
+	return http.StatusAccepted, answer{Status: "accepted", Delivery: guid, Jobs: jobs}
+}

@@ -1,0 +1,20 @@
+#!/bin/sh
+# run.sh: `make run`. Starts `keystone serve`; with DATABASE_URL unset it first
+# starts (or reuses) a local PostgreSQL under .dev/pg and stops it on exit.
+set -eu
+cd "$(dirname "$0")/.."
+
+if [ -z "${DATABASE_URL:-}" ]; then
+	DATABASE_URL=$(scripts/pg.sh start .dev/pg)
+	export DATABASE_URL
+	trap 'scripts/pg.sh stop .dev/pg; echo "local PostgreSQL stopped" >&2' EXIT
+	trap 'exit 130' INT TERM
+	echo "local PostgreSQL under .dev/pg: DATABASE_URL=$DATABASE_URL" >&2
+fi
+: "${KEYSTONE_DATA_DIR:=.dev/data}"
+export KEYSTONE_DATA_DIR
+
+# Not exec: the traps above must run when Keystone exits.
+status=0
+bin/keystone serve || status=$?
+exit "$status"

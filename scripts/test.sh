@@ -1,0 +1,27 @@
+#!/bin/sh
+# test.sh: `make test`. go vet, every test with -race, then a short run of each
+# fuzz target. With DATABASE_URL unset it starts a throwaway PostgreSQL and
+# removes it afterwards.
+set -eu
+cd "$(dirname "$0")/.."
+
+if [ -z "${DATABASE_URL:-}" ]; then
+	pgdir=$(mktemp -d "${TMPDIR:-/tmp}/keystone-pg.XXXXXX")
+	trap 'scripts/pg.sh stop "$pgdir"; rm -rf "$pgdir"' EXIT
+	trap 'exit 130' INT TERM
+	DATABASE_URL=$(scripts/pg.sh start "$pgdir" test)
+	export DATABASE_URL
+fi
+
+go vet ./...
+go test -race -count=1 -timeout 20m ./...
+
+# Fuzz targets: package and name. Each runs briefly on top of its seed corpus.
+fuzztime=${FUZZTIME:-10s}
+for target in \
+	./internal/webhook:FuzzWebhook \
+	; do
+	pkg=${target%%:*}
+	name=${target#*:}
+	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+done
