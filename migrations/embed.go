@@ -2,8 +2,10 @@
 // binary and applied by internal/store at start-up. A migration never changes
 // once it has landed on main: fix forward with a new file.
 //
-// Numbering: 00001–00099 foundation, then one block per capability so that work
-// landing in parallel never collides.
+// Numbering: one block per capability, so that work landing in parallel never
+// collides: 00001–00099 foundation, 00100–00199 deploy engine, 00200–00299
+// secrets and audit, 00300–00399 status page and users, 00400–00499 GitHub
+// conversation (outbox, comments).
 package migrations
 
 import "embed"

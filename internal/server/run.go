@@ -7,8 +7,10 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -25,12 +27,37 @@ import (
 // next process (their app lock dies with this one).
 const ShutdownTimeout = 20 * time.Second
 
+// parts is everything `keystone serve` runs. Each capability adds its workers,
+// routes, checks and background loops in a file of its own (see intake.go).
+type parts struct {
+	cfg      config.Config
+	logger   *slog.Logger
+	store    *store.Store
+	registry *prometheus.Registry
+	workers  *river.Workers
+	ready    []Check
+	mounts   []func(r *gin.Engine)
+	loops    []loop
+	// jobs is set once every worker is registered; routes and loops built
+	// before that reach it through jobsClient.
+	jobs *river.Client[pgx.Tx]
+	// processID names this process's job client and its liveness lock.
+	processID string
+	// hold are taken before the job client starts and released after it stops.
+	hold []func(ctx context.Context) (release func(), err error)
+}
+
+// loop is a background task that runs while Keystone serves and returns when
+// its context ends.
+type loop struct {
+	name string
+	run  func(ctx context.Context) error
+}
+
 // Run is `keystone serve`: it migrates the database, starts the job workers
-// and serves HTTP on cfg.Addr until ctx is cancelled, then stops gracefully.
+// and background loops, and serves HTTP on cfg.Addr until ctx is cancelled,
+// then stops gracefully.
 func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
-	if len(cfg.WebhookSecret) == 0 {
-		logger.Warn("KEYSTONE_GITHUB_WEBHOOK_SECRET is not set: every webhook will be refused")
-	}
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set (make run starts a local PostgreSQL for you)")
 	}
@@ -42,70 +69,101 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if err := st.Migrate(ctx); err != nil {
 		return err
 	}
+	p := &parts{cfg: cfg, logger: logger, store: st, registry: prometheus.NewRegistry(),
+		workers: river.NewWorkers(), processID: queue.NewProcessID()}
+	p.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	p.ready = append(p.ready, Check{Name: "database", Check: st.Ping})
+	if err := p.assemble(); err != nil {
+		return err
+	}
+	return p.serve(ctx)
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	reg.MustRegister(queue.NewJobsCollector(st, logger))
-
-	jobs, err := newJobs(st, cfg, logger)
+// assemble builds every capability, then the job client over their workers.
+func (p *parts) assemble() error {
+	if err := p.addIntake(); err != nil {
+		return err
+	}
+	jobs, err := queue.NewClient(p.store.Pool(), p.workers, queue.Config{
+		ID:            p.processID,
+		DeployWorkers: p.cfg.Workers,
+		Logger:        slog.New(minLevel{Handler: p.logger.Handler(), min: slog.LevelWarn}),
+	})
 	if err != nil {
 		return err
 	}
-	hook, err := webhook.NewHandler(cfg.WebhookSecret, queue.NewIntake(st, jobs), logger, reg)
+	p.jobs = jobs
+	return nil
+}
+
+// jobsClient returns the job client once assemble has built it.
+func (p *parts) jobsClient() *river.Client[pgx.Tx] { return p.jobs }
+
+func (p *parts) serve(ctx context.Context) error {
+	hook, err := webhook.NewHandler(p.cfg.WebhookSecret, queue.NewIntake(p.store, p.jobs), p.logger, p.registry)
 	if err != nil {
 		return err
 	}
 	router := NewRouter(RouterConfig{
-		Logger:       logger,
-		Webhook:      hook.Handle,
-		Ready:        []Check{{Name: "database", Check: st.Ping}},
-		Gatherer:     reg,
-		MetricsToken: cfg.MetricsToken,
+		Logger: p.logger, Webhook: hook.Handle, Ready: p.ready, Gatherer: p.registry, MetricsToken: p.cfg.MetricsToken,
 	})
-
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return fmt.Errorf("listen on KEYSTONE_ADDR %s: %w", cfg.Addr, err)
+	for _, mount := range p.mounts {
+		mount(router)
 	}
-	if err := jobs.Start(ctx); err != nil {
+	ln, err := net.Listen("tcp", p.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on KEYSTONE_ADDR %s: %w", p.cfg.Addr, err)
+	}
+	for _, hold := range p.hold {
+		release, err := hold(ctx)
+		if err != nil {
+			ln.Close()
+			return err
+		}
+		defer release()
+	}
+	if err := p.jobs.Start(ctx); err != nil {
 		ln.Close()
 		return fmt.Errorf("start job workers: %w", err)
+	}
+	loopCtx, stopLoops := context.WithCancel(ctx)
+	var loops sync.WaitGroup
+	for _, l := range p.loops {
+		loops.Go(func() {
+			if err := l.run(loopCtx); err != nil && loopCtx.Err() == nil {
+				p.logger.Error("background loop stopped", slog.String("loop", l.name), slog.String("error", err.Error()))
+			}
+		})
 	}
 	srv := &http.Server{
 		Handler:           router,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       2 * time.Minute, // a 25 MiB delivery on a slow link
 		IdleTimeout:       2 * time.Minute,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn),
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	logger.Info("keystone serving", slog.String("addr", ln.Addr().String()), slog.Any("config", cfg))
+	if len(p.cfg.WebhookSecret) == 0 {
+		p.logger.Warn("KEYSTONE_GITHUB_WEBHOOK_SECRET is not set: every webhook will be refused")
+	}
+	p.logger.Info("keystone serving", slog.String("addr", ln.Addr().String()), slog.Any("config", p.cfg))
 
 	select {
 	case <-ctx.Done():
 	case err = <-served:
 		err = fmt.Errorf("serve HTTP: %w", err)
 	}
-	logger.Info("keystone stopping")
+	p.logger.Info("keystone stopping")
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
 	_ = srv.Shutdown(stopCtx)
-	if stopErr := jobs.Stop(stopCtx); stopErr != nil {
-		logger.Warn("job workers did not stop cleanly", slog.String("error", stopErr.Error()))
+	stopLoops()
+	loops.Wait()
+	if stopErr := p.jobs.Stop(stopCtx); stopErr != nil {
+		p.logger.Warn("job workers did not stop cleanly", slog.String("error", stopErr.Error()))
 	}
 	return err
-}
-
-// newJobs registers every job kind's worker and returns the queue client.
-func newJobs(st *store.Store, cfg config.Config, logger *slog.Logger) (*river.Client[pgx.Tx], error) {
-	workers := river.NewWorkers()
-	river.AddWorker(workers, &queue.RecordPushWorker{Store: st, Logger: logger})
-	river.AddWorker(workers, &queue.RecordCommentWorker{Store: st, Logger: logger})
-	return queue.NewClient(st.Pool(), workers, queue.Config{
-		DeployWorkers: cfg.Workers,
-		Logger:        slog.New(minLevel{Handler: logger.Handler(), min: slog.LevelWarn}),
-	})
 }
 
 // minLevel quiets a chatty library's logs below min.

@@ -44,7 +44,9 @@ func (s *Store) Migrate(ctx context.Context) error {
 func (s *Store) migrateKeystone(ctx context.Context, fsys fs.FS) error {
 	db := stdlib.OpenDBFromPool(s.pool)
 	defer db.Close()
-	provider, err := goose.NewProvider(goose.DialectPostgres, db, fsys)
+	// Capabilities land in parallel with numbered blocks (see migrations/embed.go),
+	// so a lower number may arrive after a higher one was applied.
+	provider, err := goose.NewProvider(goose.DialectPostgres, db, fsys, goose.WithAllowOutofOrder(true))
 	if err != nil {
 		return fmt.Errorf("migrate: load migrations: %w", err)
 	}
