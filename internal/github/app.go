@@ -82,6 +82,14 @@ func (a *App) newClient(rt http.RoundTripper) *gh.Client {
 	c := gh.NewClient(&http.Client{Transport: rt})
 	base := *a.baseURL
 	c.BaseURL = &base
+	if base.String() != DefaultAPIURL {
+		// GitHub Enterprise Server serves uploads beside the REST API.
+		upload := base
+		if p, ok := strings.CutSuffix(upload.Path, "/api/v3/"); ok {
+			upload.Path = p + "/api/uploads/"
+		}
+		c.UploadURL = &upload
+	}
 	c.UserAgent = userAgent
 	return c
 }
@@ -117,6 +125,7 @@ func (a *App) installation(id int64) *installation {
 func (a *App) InstallationToken(ctx context.Context, installationID int64) (string, error) {
 	tok, err := a.installation(installationID).tr.Token(ctx)
 	if err != nil {
+		closeRefusedTokenBody(err)
 		return "", fmt.Errorf("get access token of installation %d: %w", installationID, err)
 	}
 	return tok, nil

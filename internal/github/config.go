@@ -34,6 +34,10 @@ const (
 // Config describes the GitHub App and how its client talks to GitHub. Zero
 // values of the optional fields take the defaults above; negative values are
 // invalid.
+//
+// One call may take up to MaxAttempts × (RequestTimeout + MaxWait); callers
+// that need a tighter bound pass a context with a deadline, which also cuts
+// a wait short.
 type Config struct {
 	// AppID is the GitHub App's numeric id (required).
 	AppID int64

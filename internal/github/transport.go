@@ -77,7 +77,18 @@ type installationTransport struct {
 
 func (t *installationTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := context.WithValue(req.Context(), installationKey{}, t.itr)
-	return t.itr.RoundTrip(req.WithContext(ctx))
+	resp, err := t.itr.RoundTrip(req.WithContext(ctx))
+	closeRefusedTokenBody(err)
+	return resp, err
+}
+
+// closeRefusedTokenBody closes the body of GitHub's refusal to issue a
+// token, which ghinstallation leaves open (holding a connection).
+func closeRefusedTokenBody(err error) {
+	var he *ghinstallation.HTTPError
+	if errors.As(err, &he) && he.Response != nil && he.Response.Body != nil {
+		he.Response.Body.Close()
+	}
 }
 
 // newRetryingTransport builds the transport under ghinstallation:
