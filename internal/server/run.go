@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/webhook"
@@ -41,6 +42,9 @@ type parts struct {
 	// jobs is set once every worker is registered; routes and loops built
 	// before that reach it through jobsClient.
 	jobs *river.Client[pgx.Tx]
+	// github talks to GitHub as the App; nil when KEYSTONE_GITHUB_APP_ID and
+	// the private key are not configured (nothing can be fetched or reported).
+	github *github.App
 	// processID names this process's job client and its liveness lock.
 	processID string
 	// hold are taken before the job client starts and released after it stops.
@@ -73,6 +77,17 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		workers: river.NewWorkers(), processID: queue.NewProcessID()}
 	p.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.ready = append(p.ready, Check{Name: "database", Check: st.Ping})
+	if cfg.GitHubAppConfigured() {
+		p.github, err = github.New(github.Config{
+			AppID: cfg.GitHubAppID, PrivateKeyPEM: cfg.GitHubPrivateKeyPEM, APIURL: cfg.GitHubAPIURL,
+			Logger: logger, Registerer: p.registry,
+		})
+		if err != nil {
+			return err
+		}
+	} else {
+		logger.Warn("GitHub App not configured (KEYSTONE_GITHUB_APP_ID, KEYSTONE_GITHUB_PRIVATE_KEY_FILE): nothing will be fetched or reported")
+	}
 	if err := p.assemble(); err != nil {
 		return err
 	}
