@@ -148,7 +148,12 @@ func (a *App) AppSlug(ctx context.Context) (string, error) {
 // maintain role reports "write", triage "read"). An unknown user is an error
 // for which IsNotFound is true.
 func (a *App) CollaboratorPermission(ctx context.Context, inst int64, owner, repo, user string) (string, error) {
-	lvl, _, err := a.Installation(inst).Repositories.GetPermissionLevel(ctx, owner, repo, user)
+	var lvl *gh.RepositoryPermissionLevel
+	err := a.withInstallation(inst, func(c *gh.Client) error {
+		var err error
+		lvl, _, err = c.Repositories.GetPermissionLevel(ctx, owner, repo, user)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("get permission of %s on %s/%s: %w", user, owner, repo, err)
 	}

@@ -24,6 +24,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+r+"/collaborators/{user}/permission", s.requireRepo(s.getPermission))
 	m.HandleFunc("POST "+r+"/statuses/{sha}", s.requireRepo(s.createStatus))
 	m.HandleFunc("GET "+r+"/commits/{sha}/pulls", s.requireRepo(s.listPullsForCommit))
+	m.HandleFunc("GET "+r+"/commits/{sha}/statuses", s.requireRepo(s.listStatuses))
 	m.HandleFunc("GET "+r+"/issues/{number}/comments", s.requireRepo(s.listComments))
 	m.HandleFunc("POST "+r+"/issues/{number}/comments", s.requireRepo(s.createComment))
 	m.HandleFunc("PATCH "+r+"/issues/comments/{id}", s.requireRepo(s.editComment))

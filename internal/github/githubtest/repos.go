@@ -202,6 +202,26 @@ func (s *Server) Statuses(fullName, sha string) []Status {
 	return out
 }
 
+// listStatuses lists the statuses of a full SHA, newest first, paginated
+// with per_page and page like GitHub.
+func (s *Server) listStatuses(w http.ResponseWriter, r *http.Request, rp *repo) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sha := strings.ToLower(r.PathValue("sha"))
+	var all []Status
+	for i := len(rp.statuses) - 1; i >= 0; i-- {
+		if rp.statuses[i].SHA == sha {
+			all = append(all, rp.statuses[i])
+		}
+	}
+	lo, hi := s.paginate(w, r, len(all))
+	out := make([]map[string]any, 0, hi-lo)
+	for _, st := range all[lo:hi] {
+		out = append(out, s.statusJSON(rp, st))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
 // SetPullsForCommit makes GET .../commits/{sha}/pulls list the open pull
 // requests numbers for sha in repository fullName.
 func (s *Server) SetPullsForCommit(fullName, sha string, numbers ...int) {
