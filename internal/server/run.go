@@ -17,6 +17,8 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/conversation"
+	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
@@ -49,6 +51,12 @@ type parts struct {
 	processID string
 	// hold are taken before the job client starts and released after it stops.
 	hold []func(ctx context.Context) (release func(), err error)
+	// notifier hears of every deployment change (set by addConversation);
+	// the deploy engine calls it.
+	notifier deploy.Notifier
+	// requester starts deployments people ask for (set by the deploy
+	// engine); commands reach it when they run.
+	requester conversation.Requester
 }
 
 // loop is a background task that runs while Keystone serves and returns when
@@ -97,6 +105,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 // assemble builds every capability, then the job client over their workers.
 func (p *parts) assemble() error {
 	if err := p.addIntake(); err != nil {
+		return err
+	}
+	if err := p.addConversation(); err != nil {
 		return err
 	}
 	jobs, err := queue.NewClient(p.store.Pool(), p.workers, queue.Config{
