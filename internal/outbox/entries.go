@@ -82,6 +82,10 @@ var (
 	statusStates     = map[string]bool{"pending": true, "success": true, "failure": true, "error": true}
 )
 
+// The Enqueue functions must be called with queries bound to a
+// transaction: they hold the entry's key until it commits, so that a key's
+// entries commit in the order of their ids.
+
 // EnqueueStatus adds s for target in q's transaction, unless it is the same
 // as the last status of its SHA and context: GitHub keeps at most 1000 per
 // SHA and context, so only changes are posted. The description is cut to
@@ -149,6 +153,9 @@ func enqueue(ctx context.Context, q *store.Queries, t Target, kind, key string, 
 	raw, err := json.Marshal(payload)
 	if err != nil {
 		return false, fmt.Errorf("outbox: encode %s: %w", kind, err)
+	}
+	if err := q.LockOutboxKey(ctx, key); err != nil {
+		return false, err
 	}
 	last, err := q.LastOutboxEntry(ctx, key)
 	switch {

@@ -1,10 +1,12 @@
 package outbox_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keystone-app/keystone/internal/outbox"
@@ -128,4 +130,38 @@ func counter(t *testing.T, reg *prometheus.Registry, kind, outcome string) float
 		}
 	}
 	return 0
+}
+
+// TestConcurrentWritersKeepTheirOrder: a transaction that writes a key
+// after another one did, while that one has not committed, waits for it, so
+// entries are sent in the order they were written, never the later first.
+func TestConcurrentWritersKeepTheirOrder(t *testing.T) {
+	e := newEnv(t)
+	outboxtest.Start(t, e.st, e.app, outboxtest.Config())
+	th := outbox.Thread{Issue: 4, Key: "deploy:web"}
+	firstWritten := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		done <- e.st.InTx(context.Background(), func(_ pgx.Tx, q *store.Queries) error {
+			if _, err := outbox.EnqueueComment(context.Background(), q, target, th, "first"); err != nil {
+				return err
+			}
+			close(firstWritten)
+			time.Sleep(500 * time.Millisecond) // a long transaction: commits after the second writer began
+			return nil
+		})
+	}()
+	<-firstWritten
+	e.tx(t, func(q *store.Queries) error {
+		_, err := outbox.EnqueueComment(t.Context(), q, target, th, "second")
+		return err
+	})
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	outboxtest.WaitIdle(t, e.st, 20*time.Second)
+	c := e.gh.Comments(fullRepo, 4)
+	if len(c) != 1 || !strings.HasPrefix(c[0].Body, "second") {
+		t.Fatalf("comments = %+v, want one ending with the second body", c)
+	}
 }

@@ -49,6 +49,22 @@ func scanOutboxEntry(row interface{ Scan(...any) error }) (OutboxEntry, error) {
 	return e, err
 }
 
+// outboxKeyLockClass is the first key of the transaction lock that
+// serialises writers of one ordering key.
+const outboxKeyLockClass = 0x4b45 // "KE"
+
+// LockOutboxKey makes the calling transaction the only writer of
+// orderingKey until it ends. Entries get their ids at insert and become
+// visible at commit; without this lock two transactions could commit a
+// key's entries in the opposite order of their ids, and the later one be
+// sent first. q must be bound to a transaction.
+func (q *Queries) LockOutboxKey(ctx context.Context, orderingKey string) error {
+	if _, err := q.db.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, outboxKeyLockClass, noNUL(orderingKey)); err != nil {
+		return fmt.Errorf("lock outbox key %s: %w", orderingKey, err)
+	}
+	return nil
+}
+
 // InsertOutboxEntry adds a pending entry and notifies OutboxChannel, which
 // listeners hear when the caller's transaction commits.
 func (q *Queries) InsertOutboxEntry(ctx context.Context, e OutboxEntry) (int64, error) {
