@@ -37,6 +37,11 @@ type env struct {
 
 func newEnv(t *testing.T, edit ...func(*github.Config)) *env {
 	t.Helper()
+	return newEnvTB(t, edit...)
+}
+
+func newEnvTB(t testing.TB, edit ...func(*github.Config)) *env {
+	t.Helper()
 	st, err := store.Open(t.Context(), storetest.Fresh(t))
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +54,7 @@ func newEnv(t *testing.T, edit ...func(*github.Config)) *env {
 
 // newClient is a GitHub client with short inline waits: longer ones GitHub
 // asks for are handed to the outbox.
-func newClient(t *testing.T, srv *githubtest.Server, edit ...func(*github.Config)) *github.App {
+func newClient(t testing.TB, srv *githubtest.Server, edit ...func(*github.Config)) *github.App {
 	t.Helper()
 	cfg := github.Config{AppID: srv.AppID, PrivateKeyPEM: srv.PrivateKeyPEM, APIURL: srv.URL,
 		MaxAttempts: 2, MaxWait: 500 * time.Millisecond, RetryWaitMin: 10 * time.Millisecond,

@@ -92,19 +92,32 @@ func (q *Queries) LastOutboxEntry(ctx context.Context, orderingKey string) (Outb
 	return e, nil
 }
 
-// headsDue selects the pending entries that head their ordering key and are
-// due, of installations not paused.
-const headsDue = `
-	FROM github_outbox o
-	WHERE o.state = 'pending' AND o.next_attempt_at <= now()
-	  AND NOT EXISTS (SELECT 1 FROM github_outbox p
-	                  WHERE p.ordering_key = o.ordering_key AND p.state = 'pending' AND p.id < o.id)
+// pendingHeads defines heads: the oldest pending entry of each ordering key.
+// It walks the distinct keys through the pending index (a skip scan), so it
+// costs a few index probes per key however many entries wait behind them.
+const pendingHeads = `
+	WITH RECURSIVE keys(k) AS (
+		(SELECT ordering_key FROM github_outbox WHERE state = 'pending' ORDER BY ordering_key LIMIT 1)
+		UNION ALL
+		SELECT (SELECT o.ordering_key FROM github_outbox o
+		        WHERE o.state = 'pending' AND o.ordering_key > keys.k ORDER BY o.ordering_key LIMIT 1)
+		FROM keys WHERE keys.k IS NOT NULL
+	), heads AS (
+		SELECT h.* FROM keys CROSS JOIN LATERAL (
+			SELECT * FROM github_outbox o WHERE o.state = 'pending' AND o.ordering_key = keys.k
+			ORDER BY o.id LIMIT 1) h
+		WHERE keys.k IS NOT NULL
+	)`
+
+// dueHeads filters heads to those due, of installations not paused.
+const dueHeads = `
+	FROM heads WHERE next_attempt_at <= now()
 	  AND NOT EXISTS (SELECT 1 FROM github_outbox_pauses z
-	                  WHERE z.installation_id = o.installation_id AND z.until > now())`
+	                  WHERE z.installation_id = heads.installation_id AND z.until > now())`
 
 // OutboxDueInstallations lists the installations with an entry ready to send.
 func (q *Queries) OutboxDueInstallations(ctx context.Context) ([]int64, error) {
-	rows, err := q.db.Query(ctx, `SELECT DISTINCT o.installation_id `+headsDue)
+	rows, err := q.db.Query(ctx, pendingHeads+` SELECT DISTINCT installation_id `+dueHeads)
 	if err != nil {
 		return nil, fmt.Errorf("find due outbox entries: %w", err)
 	}
@@ -123,8 +136,8 @@ func (q *Queries) OutboxDueInstallations(ctx context.Context) ([]int64, error) {
 // NextOutboxEntry returns installation inst's oldest entry ready to send, or
 // ErrNotFound.
 func (q *Queries) NextOutboxEntry(ctx context.Context, inst int64) (OutboxEntry, error) {
-	e, err := scanOutboxEntry(q.db.QueryRow(ctx, `SELECT `+outboxColumns+` FROM github_outbox
-		WHERE id = (SELECT o.id `+headsDue+` AND o.installation_id = $1 ORDER BY o.id LIMIT 1)`, inst))
+	e, err := scanOutboxEntry(q.db.QueryRow(ctx, pendingHeads+` SELECT `+outboxColumns+dueHeads+`
+		AND installation_id = $1 ORDER BY id LIMIT 1`, inst))
 	if err != nil {
 		return OutboxEntry{}, notFound(err, fmt.Sprintf("next outbox entry of installation %d", inst))
 	}
@@ -135,12 +148,9 @@ func (q *Queries) NextOutboxEntry(ctx context.Context, inst int64) (OutboxEntry,
 // ok is false when nothing is pending.
 func (q *Queries) NextOutboxWake(ctx context.Context) (at time.Time, ok bool, err error) {
 	var t *time.Time
-	err = q.db.QueryRow(ctx, `
-		SELECT min(greatest(o.next_attempt_at, COALESCE(z.until, o.next_attempt_at)))
-		FROM github_outbox o LEFT JOIN github_outbox_pauses z ON z.installation_id = o.installation_id
-		WHERE o.state = 'pending'
-		  AND NOT EXISTS (SELECT 1 FROM github_outbox p
-		                  WHERE p.ordering_key = o.ordering_key AND p.state = 'pending' AND p.id < o.id)`).Scan(&t)
+	err = q.db.QueryRow(ctx, pendingHeads+`
+		SELECT min(greatest(heads.next_attempt_at, COALESCE(z.until, heads.next_attempt_at)))
+		FROM heads LEFT JOIN github_outbox_pauses z ON z.installation_id = heads.installation_id`).Scan(&t)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("find next outbox wake: %w", err)
 	}
