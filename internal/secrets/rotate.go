@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -116,7 +117,10 @@ func (s *Service) auditRotation(ctx context.Context, actor string, res Rotation,
 	if cause != nil {
 		details["error"] = cause.Error()
 	}
-	err := s.store.AppendAudit(context.WithoutCancel(ctx), store.AuditEvent{
+	// Recorded even when ctx was cancelled mid-run: what was rotated must show.
+	auditCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	err := s.store.AppendAudit(auditCtx, store.AuditEvent{
 		Actor: actor, Action: store.AuditKeysRotated, Target: "secrets", Details: details})
 	return errors.Join(cause, err)
 }
