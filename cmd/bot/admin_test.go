@@ -288,3 +288,21 @@ func TestProductionServeListsEveryProblem(t *testing.T) {
 			"KEYSTONE_PUBLIC_URL": "https://ks.example.com", "KEYSTONE_DATA_DIR": t.TempDir()})
 	})
 }
+
+// TestServeWarnsOfSecretsUnderMissingKeys: dropping a key before rotating is
+// reported at start-up, naming the key, while Keystone keeps serving.
+func TestServeWarnsOfSecretsUnderMissingKeys(t *testing.T) {
+	dbURL := storetest.Fresh(t)
+	c := cli{t: t, env: map[string]string{"DATABASE_URL": dbURL, "KEYSTONE_ENCRYPTION_KEYS": keyLine("dropped", 4)}}
+	if r := c.run("value", "secret", "set", "acme/web", "api", "TOKEN"); r.exit != 0 {
+		t.Fatal(r)
+	}
+	ks := keystonetest.Start(t, map[string]string{"DATABASE_URL": dbURL, "KEYSTONE_ENCRYPTION_KEYS": keyLine("current", 5),
+		"KEYSTONE_DATA_DIR": t.TempDir()})
+	line := ks.WaitLog(30*time.Second, func(l map[string]any) bool {
+		return strings.Contains(fmt.Sprint(l["msg"]), "keys missing from KEYSTONE_ENCRYPTION_KEYS")
+	})
+	if line["key_ids"] != "dropped" || line["secrets"] != float64(1) {
+		t.Fatalf("warning %v, want key_ids dropped and 1 secret", line)
+	}
+}
