@@ -122,7 +122,9 @@ func (p *parts) assemble() error {
 func (p *parts) jobsClient() *river.Client[pgx.Tx] { return p.jobs }
 
 func (p *parts) serve(ctx context.Context) error {
-	hook, err := webhook.NewHandler(p.cfg.WebhookSecret, queue.NewIntake(p.store, p.jobs), p.logger, p.registry)
+	intake := queue.NewIntake(p.store, p.jobs)
+	defer intake.Close()
+	hook, err := webhook.NewHandler(p.cfg.WebhookSecret, intake, p.logger, p.registry)
 	if err != nil {
 		return err
 	}
