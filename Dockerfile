@@ -17,6 +17,7 @@ ARG ALPINE_VERSION=3.22
 # source: the build context exactly as .dockerignore leaves it, which is all
 # that reaches the compiler (tests check it holds no .git, .env or tests).
 FROM scratch AS source
+LABEL keystone.build.stage=source
 COPY . /src
 
 # prebuilt: the context is a directory holding `keystone` (static, built with

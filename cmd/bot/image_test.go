@@ -134,7 +134,7 @@ func TestBuildContextKeepsOutSecretsAndTests(t *testing.T) {
 	}
 	tag := randomTag("keystone-test-source:")
 	sh(t, root, "docker", "build", "-q", "--target", "source", "-f", filepath.Join(root, "Dockerfile"), "-t", tag, ctxDir)
-	defer exec.Command("docker", "rmi", "-f", tag).Run()
+	defer removeImage(tag)
 	files := imageFiles(t, tag)
 	if bad := forbiddenInImage(files); len(bad) > 0 {
 		t.Errorf("the build context holds what .dockerignore must keep out: %v", bad)
@@ -181,7 +181,7 @@ func TestPrebuiltImage(t *testing.T) {
 	root := repoRoot(t)
 	tag := randomTag("keystone-test-image:")
 	sh(t, root, "scripts/image-prebuilt.sh", tag)
-	defer exec.Command("docker", "rmi", "-f", tag).Run()
+	defer removeImage(tag)
 
 	user := strings.TrimSpace(sh(t, "", "docker", "image", "inspect", "-f", "{{.Config.User}}", tag))
 	if uid, _, _ := strings.Cut(user, ":"); uid == "" || uid == "0" || uid == "root" {
@@ -222,6 +222,13 @@ func TestPrebuiltImage(t *testing.T) {
 		status := strings.TrimSpace(sh(t, "", "docker", "inspect", "-f", "{{.State.Health.Status}}", id))
 		return status == "healthy", status
 	})
+}
+
+// removeImage removes tag and the untagged `source` stage images the legacy
+// builder leaves behind (it builds every stage before the target).
+func removeImage(tag string) {
+	_ = exec.Command("docker", "rmi", "-f", tag).Run()
+	_ = exec.Command("docker", "image", "prune", "-f", "--filter", "label=keystone.build.stage=source").Run()
 }
 
 func containerLogs(id string) string {
