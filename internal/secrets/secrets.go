@@ -66,8 +66,8 @@ func ValidValue(value string) error {
 	return nil
 }
 
-// bind checks and normalises the app a secret belongs to.
-func bind(owner, repo, app, name string) (binding, error) {
+// bindApp checks and normalises the app secrets belong to.
+func bindApp(owner, repo, app string) (binding, error) {
 	switch {
 	case !ownerPattern.MatchString(owner):
 		return binding{}, invalid("repository owner %q is not a GitHub user or organisation name", owner)
@@ -76,10 +76,20 @@ func bind(owner, repo, app, name string) (binding, error) {
 	case !appPattern.MatchString(app):
 		return binding{}, invalid("app name %q is not valid: 1 to 40 of a-z, 0-9 and -", app)
 	}
+	return binding{owner: strings.ToLower(owner), repo: strings.ToLower(repo), app: app}, nil
+}
+
+// bind checks and normalises the app and name of one secret.
+func bind(owner, repo, app, name string) (binding, error) {
+	b, err := bindApp(owner, repo, app)
+	if err != nil {
+		return binding{}, err
+	}
 	if err := ValidName(name); err != nil {
 		return binding{}, err
 	}
-	return binding{owner: strings.ToLower(owner), repo: strings.ToLower(repo), app: app, name: name}, nil
+	b.name = name
+	return b, nil
 }
 
 // Service stores, lists and decrypts secrets.
@@ -134,7 +144,7 @@ func (s *Service) Unset(ctx context.Context, actor, owner, repo, app, key string
 
 // List returns the names, never the values, of owner/repo/app's secrets, sorted.
 func (s *Service) List(ctx context.Context, owner, repo, app string) ([]string, error) {
-	b, err := bind(owner, repo, app, "LIST")
+	b, err := bindApp(owner, repo, app)
 	if err != nil {
 		return nil, err
 	}
