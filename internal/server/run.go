@@ -21,6 +21,7 @@ import (
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/queue"
+	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
@@ -47,6 +48,9 @@ type parts struct {
 	// github talks to GitHub as the App; nil when KEYSTONE_GITHUB_APP_ID and
 	// the private key are not configured (nothing can be fetched or reported).
 	github *github.App
+	// secrets decrypts apps' secrets for the deploy engine and changes them
+	// for the status page.
+	secrets *secrets.Service
 	// processID names this process's job client and its liveness lock.
 	processID string
 	// hold are taken before the job client starts and released after it stops.
@@ -105,6 +109,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 // assemble builds every capability, then the job client over their workers.
 func (p *parts) assemble() error {
 	if err := p.addIntake(); err != nil {
+		return err
+	}
+	if err := p.addSecrets(); err != nil {
 		return err
 	}
 	if err := p.addConversation(); err != nil {
