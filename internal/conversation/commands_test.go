@@ -1,6 +1,7 @@
 package conversation_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -8,10 +9,12 @@ import (
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github/githubtest"
 	"github.com/keystone-app/keystone/internal/outbox/outboxtest"
+	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
 )
 
@@ -260,5 +263,33 @@ func TestPermissionCheckWaitsForGitHub(t *testing.T) {
 	outboxtest.WaitIdle(t, e.st, 20*time.Second)
 	if web, _ := e.st.App(t.Context(), e.web.ID); web.LockedBy != "alice" {
 		t.Errorf("web locked by %q after GitHub came back", web.LockedBy)
+	}
+}
+
+// TestRequestErrorsRetriedThenSaid: an error of the engine that is not a
+// refusal fails the job, to be retried; on the last attempt it is said.
+func TestRequestErrorsRetriedThenSaid(t *testing.T) {
+	e := newEnv(t)
+	e.engine.refuse = context.DeadlineExceeded // e.g. the fetch timed out
+	gc, err := e.deliver(comment{user: "alice", body: "/keystone deploy"})
+	if err == nil || errors.As(err, new(*river.JobSnoozeError)) {
+		t.Fatalf("job error %v, want a failure to retry", err)
+	}
+	var id int64
+	if err := e.st.Pool().QueryRow(t.Context(), `SELECT id FROM webhook_deliveries WHERE guid = $1`,
+		fmt.Sprintf("guid-%d", gc.ID)).Scan(&id); err != nil {
+		t.Fatal(err)
+	}
+	last := &river.Job[queue.CommentArgs]{JobRow: &rivertype.JobRow{ID: 99, Attempt: 5, MaxAttempts: 5},
+		Args: queue.CommentArgs{DeliveryID: id}}
+	if err := e.commands.Work(t.Context(), last); err != nil {
+		t.Fatalf("last attempt: %v", err)
+	}
+	r := e.replies(fullRepo, 7)
+	if len(r) != 1 || !strings.Contains(r[0].Body, "Could not deploy **web**: Keystone could not start it") {
+		t.Fatalf("replies = %+v", r)
+	}
+	if n := len(e.engine.Requests()); n != 2 {
+		t.Errorf("%d requests, want 2 (one per attempt)", n)
 	}
 }

@@ -28,6 +28,8 @@ type handling struct {
 	rec  store.Command // ID 0 until recorded
 	cmd  Command
 	apps []store.App
+	// lastAttempt: the job will not be retried, so a failure must be said.
+	lastAttempt bool
 }
 
 func (h *handling) target() outbox.Target {
@@ -250,12 +252,15 @@ func (h *handling) deploy(ctx context.Context, app store.App, a Action) error {
 		req := deploy.Request{AppID: app.ID, Kind: kindOf(a), SHA: a.SHA, TargetDeploymentID: a.DeploymentID,
 			Actor: h.rec.Actor, Trigger: store.TriggerComment}
 		d, err := h.c.cfg.Requester.Request(WithCommand(ctx, h.rec.ID), req)
-		if err != nil {
-			if !h.c.cfg.IsRefusal(err) {
-				return fmt.Errorf("request %s of %s: %w", req.Kind, app.Key(), err)
-			}
+		switch {
+		case err != nil && h.c.cfg.IsRefusal(err):
 			h.log.Info("deployment refused", slog.String("error", err.Error()))
 			return h.refuse(ctx, a, err)
+		case err != nil && h.lastAttempt:
+			h.log.Error("deployment request failed for good", slog.String("error", err.Error()))
+			return h.refuse(ctx, a, errors.New("Keystone could not start it; see its logs"))
+		case err != nil:
+			return fmt.Errorf("request %s of %s: %w", req.Kind, app.Key(), err)
 		}
 		h.rec.DeploymentID = d.ID
 		// The link is normally made by the Notifier in the transaction that

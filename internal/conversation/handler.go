@@ -164,7 +164,8 @@ func (c *Commands) Work(ctx context.Context, job *river.Job[queue.CommentArgs]) 
 	case rec.Outcome != store.CommandAccepted:
 		return c.cfg.Store.MarkDeliveryProcessed(ctx, d.ID) // finished before a crash
 	}
-	h := &handling{c: c, log: log.With(slog.String("verb", cmd.Verb)), d: d, rec: rec, cmd: cmd, apps: apps}
+	h := &handling{c: c, log: log.With(slog.String("verb", cmd.Verb)), d: d, rec: rec, cmd: cmd, apps: apps,
+		lastAttempt: job.MaxAttempts > 0 && job.Attempt >= job.MaxAttempts}
 	return h.run(ctx, parseErr)
 }
 
