@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"sync"
@@ -304,6 +303,3 @@ func (d *Dispatcher) prune(ctx context.Context) {
 		d.log.Info("outbox: pruned finished entries", slog.Int64("entries", n))
 	}
 }
-
-// errorf wraps an error of a delivery step with what was being done.
-func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

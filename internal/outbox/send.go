@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strings"
 
 	"github.com/keystone-app/keystone/internal/github"
@@ -18,24 +19,24 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.OutboxEntry, prev int)
 	case KindStatus:
 		var s Status
 		if err := json.Unmarshal(e.Payload, &s); err != nil {
-			return "", errorf("decode status entry %d: %w", e.ID, err)
+			return "", fmt.Errorf("decode status entry %d: %w", e.ID, err)
 		}
 		return d.sendStatus(ctx, e, s, prev)
 	case KindReaction:
 		var r reactionPayload
 		if err := json.Unmarshal(e.Payload, &r); err != nil {
-			return "", errorf("decode reaction entry %d: %w", e.ID, err)
+			return "", fmt.Errorf("decode reaction entry %d: %w", e.ID, err)
 		}
 		// GitHub keeps one reaction of a kind per user: repeating is harmless.
 		return store.OutboxSent, d.github.CreateReaction(ctx, e.InstallationID, e.Owner, e.Repo, r.CommentID, r.Content)
 	case KindComment:
 		var c commentPayload
 		if err := json.Unmarshal(e.Payload, &c); err != nil {
-			return "", errorf("decode comment entry %d: %w", e.ID, err)
+			return "", fmt.Errorf("decode comment entry %d: %w", e.ID, err)
 		}
 		return d.sendComment(ctx, e, c)
 	}
-	return "", errorf("outbox entry %d: unknown kind %q", e.ID, e.Kind)
+	return "", fmt.Errorf("outbox entry %d: unknown kind %q", e.ID, e.Kind)
 }
 
 // sendStatus posts a status. After an attempt of unknown outcome it first
