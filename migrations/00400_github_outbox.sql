@@ -18,6 +18,12 @@ CREATE TABLE github_outbox (
     attempts        integer NOT NULL DEFAULT 0,          -- sends started, counted before each send
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error      text NOT NULL DEFAULT '',
+    -- The end of the snapshot taken after the entry drew its id: every
+    -- transaction that drew a smaller id and had not committed yet has an
+    -- xid below it. The entry is sent only once all of those have ended, so
+    -- a key's entries go out in id order even when transactions commit out
+    -- of it (see store.InsertOutboxEntry).
+    snap_xmax       xid8 NOT NULL DEFAULT pg_snapshot_xmax(pg_current_snapshot()),
     created_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz
 );

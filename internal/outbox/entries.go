@@ -83,8 +83,7 @@ var (
 )
 
 // The Enqueue functions must be called with queries bound to a
-// transaction: they hold the entry's key until it commits, so that a key's
-// entries commit in the order of their ids.
+// transaction: the transaction that makes the change.
 
 // EnqueueStatus adds s for target in q's transaction, unless it is the same
 // as the last status of its SHA and context: GitHub keeps at most 1000 per
@@ -153,9 +152,6 @@ func enqueue(ctx context.Context, q *store.Queries, t Target, kind, key string, 
 	raw, err := json.Marshal(payload)
 	if err != nil {
 		return false, fmt.Errorf("outbox: encode %s: %w", kind, err)
-	}
-	if err := q.LockOutboxKey(ctx, key); err != nil {
-		return false, err
 	}
 	last, err := q.LastOutboxEntry(ctx, key)
 	switch {

@@ -49,31 +49,32 @@ func scanOutboxEntry(row interface{ Scan(...any) error }) (OutboxEntry, error) {
 	return e, err
 }
 
-// outboxKeyLockClass is the first key of the transaction lock that
-// serialises writers of one ordering key.
-const outboxKeyLockClass = 0x4b45 // "KE"
-
-// LockOutboxKey makes the calling transaction the only writer of
-// orderingKey until it ends. Entries get their ids at insert and become
-// visible at commit; without this lock two transactions could commit a
-// key's entries in the opposite order of their ids, and the later one be
-// sent first. q must be bound to a transaction.
-func (q *Queries) LockOutboxKey(ctx context.Context, orderingKey string) error {
-	if _, err := q.db.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, outboxKeyLockClass, noNUL(orderingKey)); err != nil {
-		return fmt.Errorf("lock outbox key %s: %w", orderingKey, err)
-	}
-	return nil
-}
-
 // InsertOutboxEntry adds a pending entry and notifies OutboxChannel, which
-// listeners hear when the caller's transaction commits.
+// listeners hear when the caller's transaction commits. q must be bound to
+// a transaction.
+//
+// Ids are drawn at insert but become visible at commit, so transactions can
+// commit a key's entries out of id order. The transaction first takes its
+// xid, then draws the id, then records the end of a snapshot taken after
+// that (snap_xmax): any transaction that drew a smaller id and is still
+// running has a smaller xid, and the entry is not sent (dueHeads) until all
+// such transactions have ended and their entries, if they commit, lead.
+// Locks would do the same but could deadlock with the row locks of the
+// transactions that notify.
 func (q *Queries) InsertOutboxEntry(ctx context.Context, e OutboxEntry) (int64, error) {
+	if _, err := q.db.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
+		return 0, fmt.Errorf("add %s to the GitHub outbox: %w", e.Kind, err)
+	}
 	var id int64
 	err := q.db.QueryRow(ctx, `
 		INSERT INTO github_outbox (installation_id, owner, repo, kind, ordering_key, payload)
 		VALUES ($1, $2, $3, $4, $5, $6) RETURNING id`,
 		e.InstallationID, noNUL(e.Owner), noNUL(e.Repo), e.Kind, noNUL(e.OrderingKey), e.Payload).Scan(&id)
 	if err != nil {
+		return 0, fmt.Errorf("add %s to the GitHub outbox: %w", e.Kind, err)
+	}
+	if _, err := q.db.Exec(ctx, `
+		UPDATE github_outbox SET snap_xmax = pg_snapshot_xmax(pg_current_snapshot()) WHERE id = $1`, id); err != nil {
 		return 0, fmt.Errorf("add %s to the GitHub outbox: %w", e.Kind, err)
 	}
 	if _, err := q.db.Exec(ctx, `SELECT pg_notify($1, $2)`, OutboxChannel, fmt.Sprint(e.InstallationID)); err != nil {
@@ -109,9 +110,11 @@ const pendingHeads = `
 		WHERE keys.k IS NOT NULL
 	)`
 
-// dueHeads filters heads to those due, of installations not paused.
+// dueHeads filters heads to those due, whose concurrent writers have all
+// ended (see InsertOutboxEntry), of installations not paused.
 const dueHeads = `
 	FROM heads WHERE next_attempt_at <= now()
+	  AND snap_xmax <= pg_snapshot_xmin(pg_current_snapshot())
 	  AND NOT EXISTS (SELECT 1 FROM github_outbox_pauses z
 	                  WHERE z.installation_id = heads.installation_id AND z.until > now())`
 
@@ -149,7 +152,9 @@ func (q *Queries) NextOutboxEntry(ctx context.Context, inst int64) (OutboxEntry,
 func (q *Queries) NextOutboxWake(ctx context.Context) (at time.Time, ok bool, err error) {
 	var t *time.Time
 	err = q.db.QueryRow(ctx, pendingHeads+`
-		SELECT min(greatest(heads.next_attempt_at, COALESCE(z.until, heads.next_attempt_at)))
+		SELECT min(CASE
+			WHEN heads.snap_xmax > pg_snapshot_xmin(pg_current_snapshot()) THEN now() + interval '50 milliseconds'
+			ELSE greatest(heads.next_attempt_at, COALESCE(z.until, heads.next_attempt_at)) END)
 		FROM heads LEFT JOIN github_outbox_pauses z ON z.installation_id = heads.installation_id`).Scan(&t)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("find next outbox wake: %w", err)
