@@ -4,7 +4,8 @@
 -- edits, reactions), written in the transaction of the change that causes it
 -- and delivered by the outbox dispatcher. Entries of one ordering key
 -- (a repository's SHA and status context, or a comment thread) are sent one
--- after the other in id order; a pending entry blocks only its own key.
+-- after the other in the order their transactions committed (seq); a
+-- pending entry blocks only its own key.
 CREATE TABLE github_outbox (
     id              bigserial PRIMARY KEY,
     installation_id bigint NOT NULL,
@@ -18,18 +19,46 @@ CREATE TABLE github_outbox (
     attempts        integer NOT NULL DEFAULT 0,          -- sends started, counted before each send
     next_attempt_at timestamptz NOT NULL DEFAULT now(),
     last_error      text NOT NULL DEFAULT '',
-    -- The end of the snapshot taken after the entry drew its id: every
-    -- transaction that drew a smaller id and had not committed yet has an
-    -- xid below it. The entry is sent only once all of those have ended, so
-    -- a key's entries go out in id order even when transactions commit out
-    -- of it (see store.InsertOutboxEntry).
-    snap_xmax       xid8 NOT NULL DEFAULT pg_snapshot_xmax(pg_current_snapshot()),
+    -- The entry's place in its key: drawn when its transaction commits
+    -- (github_outbox_sequence), so a key's entries go out in the order their
+    -- transactions committed, whatever order they were inserted in.
+    seq             bigint,
     created_at      timestamptz NOT NULL DEFAULT now(),
     finished_at     timestamptz
 );
-CREATE INDEX github_outbox_pending_key ON github_outbox (ordering_key, id) WHERE state = 'pending';
+CREATE INDEX github_outbox_pending_key ON github_outbox (ordering_key, seq) WHERE state = 'pending';
 CREATE INDEX github_outbox_pending_due ON github_outbox (next_attempt_at) WHERE state = 'pending';
-CREATE INDEX github_outbox_key ON github_outbox (ordering_key, id);
+CREATE INDEX github_outbox_key ON github_outbox (ordering_key, seq);
+CREATE INDEX github_outbox_unnumbered ON github_outbox (id) WHERE seq IS NULL;
+CREATE SEQUENCE github_outbox_seq;
+
+-- At commit, after everything else its transaction did, number the
+-- transaction's new entries. The keys are taken first, in a fixed order and
+-- until the commit ends, so that another transaction numbering entries of
+-- the same key waits for this one to be committed: numbers follow commit
+-- order. Taken last and in order, these locks cannot deadlock with the row
+-- locks of the transactions that write entries. Entries without a number
+-- that a transaction sees are its own: others' get theirs before they
+-- commit.
+-- +goose StatementBegin
+CREATE FUNCTION github_outbox_sequence() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    entry bigint;
+BEGIN
+    IF (SELECT seq FROM github_outbox WHERE id = NEW.id) IS NOT NULL THEN
+        RETURN NULL; -- numbered with the transaction's first entry
+    END IF;
+    PERFORM pg_advisory_xact_lock(19269, hashtext(k))
+    FROM (SELECT DISTINCT ordering_key AS k FROM github_outbox WHERE seq IS NULL ORDER BY 1) AS keys;
+    FOR entry IN SELECT id FROM github_outbox WHERE seq IS NULL ORDER BY id LOOP
+        UPDATE github_outbox SET seq = nextval('github_outbox_seq') WHERE id = entry;
+    END LOOP;
+    RETURN NULL;
+END
+$$;
+-- +goose StatementEnd
+CREATE CONSTRAINT TRIGGER github_outbox_sequence AFTER INSERT ON github_outbox
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION github_outbox_sequence();
 CREATE INDEX github_outbox_finished ON github_outbox (finished_at) WHERE state <> 'pending';
 
 -- An installation GitHub asked to wait (rate limits cover every call of its
@@ -74,3 +103,5 @@ DROP TABLE github_commit_pulls;
 DROP TABLE github_comment_threads;
 DROP TABLE github_outbox_pauses;
 DROP TABLE github_outbox;
+DROP FUNCTION github_outbox_sequence();
+DROP SEQUENCE github_outbox_seq;

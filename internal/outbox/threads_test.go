@@ -132,36 +132,96 @@ func counter(t *testing.T, reg *prometheus.Registry, kind, outcome string) float
 	return 0
 }
 
-// TestConcurrentWritersKeepTheirOrder: a transaction that writes a key
-// after another one did, while that one has not committed, waits for it, so
-// entries are sent in the order they were written, never the later first.
-func TestConcurrentWritersKeepTheirOrder(t *testing.T) {
+// TestEntriesFollowCommitOrder: of two transactions writing one key, the
+// one that inserted first but committed last is sent last, whatever the
+// order of their ids: what GitHub ends with is what committed last.
+func TestEntriesFollowCommitOrder(t *testing.T) {
 	e := newEnv(t)
-	outboxtest.Start(t, e.st, e.app, outboxtest.Config())
 	th := outbox.Thread{Issue: 4, Key: "deploy:web"}
-	firstWritten := make(chan struct{})
+	firstWritten, secondDone := make(chan struct{}), make(chan struct{})
 	done := make(chan error, 1)
 	go func() {
 		done <- e.st.InTx(context.Background(), func(_ pgx.Tx, q *store.Queries) error {
-			if _, err := outbox.EnqueueComment(context.Background(), q, target, th, "first"); err != nil {
+			if _, err := outbox.EnqueueComment(context.Background(), q, target, th, "inserted first, committed last"); err != nil {
 				return err
 			}
 			close(firstWritten)
-			time.Sleep(500 * time.Millisecond) // a long transaction: commits after the second writer began
+			<-secondDone
 			return nil
 		})
 	}()
-	<-firstWritten
+	select {
+	case <-firstWritten:
+	case err := <-done:
+		t.Fatalf("first transaction: %v", err)
+	}
 	e.tx(t, func(q *store.Queries) error {
-		_, err := outbox.EnqueueComment(t.Context(), q, target, th, "second")
+		_, err := outbox.EnqueueComment(t.Context(), q, target, th, "inserted last, committed first")
 		return err
 	})
+	close(secondDone)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
+	var ids, seqs []int64
+	rows, err := e.st.Pool().Query(t.Context(), `SELECT id, seq FROM github_outbox ORDER BY seq`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, seq int64
+		if err := rows.Scan(&id, &seq); err != nil {
+			t.Fatal(err)
+		}
+		ids, seqs = append(ids, id), append(seqs, seq)
+	}
+	rows.Close()
+	if len(ids) != 2 || ids[0] < ids[1] {
+		t.Fatalf("entries by seq have ids %v (seqs %v), want the later-inserted one numbered first", ids, seqs)
+	}
+	outboxtest.Start(t, e.st, e.app, outboxtest.Config())
 	outboxtest.WaitIdle(t, e.st, 20*time.Second)
 	c := e.gh.Comments(fullRepo, 4)
-	if len(c) != 1 || !strings.HasPrefix(c[0].Body, "second") {
-		t.Fatalf("comments = %+v, want one ending with the second body", c)
+	if len(c) != 1 || !strings.HasPrefix(c[0].Body, "inserted first, committed last") {
+		t.Fatalf("comments = %+v, want one with the body committed last", c)
+	}
+}
+
+// TestNumberingWaitsForItsKey: a transaction numbers its entries at commit
+// under its keys' locks, so while another transaction is committing an
+// entry of the same key (here: someone holds the key's lock) it waits.
+func TestNumberingWaitsForItsKey(t *testing.T) {
+	e := newEnv(t)
+	conn, err := e.st.Pool().Acquire(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
+	const key = "comment:acme/web#4:reply:1"
+	if _, err := conn.Exec(t.Context(), `SELECT pg_advisory_lock(19269, hashtext($1))`, key); err != nil {
+		t.Fatal(err)
+	}
+	committed := make(chan error, 1)
+	go func() {
+		committed <- e.st.InTx(context.Background(), func(_ pgx.Tx, q *store.Queries) error {
+			_, err := outbox.EnqueueComment(context.Background(), q, target, outbox.Thread{Issue: 4, Key: "reply:1"}, "x")
+			return err
+		})
+	}()
+	waitFor(t, 10*time.Second, "the commit to wait for the key", func() bool {
+		var waiting bool
+		_ = e.st.Pool().QueryRow(t.Context(), `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = 19269 AND NOT granted)`).Scan(&waiting)
+		return waiting
+	})
+	if _, err := conn.Exec(t.Context(), `SELECT pg_advisory_unlock(19269, hashtext($1))`, key); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-committed; err != nil {
+		t.Fatal(err)
+	}
+	var seq *int64
+	if err := e.st.Pool().QueryRow(t.Context(), `SELECT seq FROM github_outbox`).Scan(&seq); err != nil || seq == nil {
+		t.Fatalf("entry numbered %v (%v), want a number", seq, err)
 	}
 }

@@ -51,20 +51,10 @@ func scanOutboxEntry(row interface{ Scan(...any) error }) (OutboxEntry, error) {
 
 // InsertOutboxEntry adds a pending entry and notifies OutboxChannel, which
 // listeners hear when the caller's transaction commits. q must be bound to
-// a transaction.
-//
-// Ids are drawn at insert but become visible at commit, so transactions can
-// commit a key's entries out of id order. The transaction first takes its
-// xid, then draws the id, then records the end of a snapshot taken after
-// that (snap_xmax): any transaction that drew a smaller id and is still
-// running has a smaller xid, and the entry is not sent (dueHeads) until all
-// such transactions have ended and their entries, if they commit, lead.
-// Locks would do the same but could deadlock with the row locks of the
-// transactions that notify.
+// the transaction of the change the entry reports. The entry gets its place
+// in its key (seq) when that transaction commits, so that a key's entries go
+// out in commit order (see migrations/00400_github_outbox.sql).
 func (q *Queries) InsertOutboxEntry(ctx context.Context, e OutboxEntry) (int64, error) {
-	if _, err := q.db.Exec(ctx, `SELECT pg_current_xact_id()`); err != nil {
-		return 0, fmt.Errorf("add %s to the GitHub outbox: %w", e.Kind, err)
-	}
 	var id int64
 	err := q.db.QueryRow(ctx, `
 		INSERT INTO github_outbox (installation_id, owner, repo, kind, ordering_key, payload)
@@ -73,27 +63,24 @@ func (q *Queries) InsertOutboxEntry(ctx context.Context, e OutboxEntry) (int64, 
 	if err != nil {
 		return 0, fmt.Errorf("add %s to the GitHub outbox: %w", e.Kind, err)
 	}
-	if _, err := q.db.Exec(ctx, `
-		UPDATE github_outbox SET snap_xmax = pg_snapshot_xmax(pg_current_snapshot()) WHERE id = $1`, id); err != nil {
-		return 0, fmt.Errorf("add %s to the GitHub outbox: %w", e.Kind, err)
-	}
 	if _, err := q.db.Exec(ctx, `SELECT pg_notify($1, $2)`, OutboxChannel, fmt.Sprint(e.InstallationID)); err != nil {
 		return 0, fmt.Errorf("notify the GitHub outbox: %w", err)
 	}
 	return id, nil
 }
 
-// LastOutboxEntry returns the newest entry of an ordering key.
+// LastOutboxEntry returns the newest entry of an ordering key: one the
+// calling transaction added (not numbered yet), else the last numbered.
 func (q *Queries) LastOutboxEntry(ctx context.Context, orderingKey string) (OutboxEntry, error) {
 	e, err := scanOutboxEntry(q.db.QueryRow(ctx, `SELECT `+outboxColumns+` FROM github_outbox
-		WHERE ordering_key = $1 ORDER BY id DESC LIMIT 1`, noNUL(orderingKey)))
+		WHERE ordering_key = $1 ORDER BY seq DESC NULLS FIRST, id DESC LIMIT 1`, noNUL(orderingKey)))
 	if err != nil {
 		return OutboxEntry{}, notFound(err, "last outbox entry of "+orderingKey)
 	}
 	return e, nil
 }
 
-// pendingHeads defines heads: the oldest pending entry of each ordering key.
+// pendingHeads defines heads: the first pending entry of each ordering key.
 // It walks the distinct keys through the pending index (a skip scan), so it
 // costs a few index probes per key however many entries wait behind them.
 const pendingHeads = `
@@ -106,15 +93,13 @@ const pendingHeads = `
 	), heads AS (
 		SELECT h.* FROM keys CROSS JOIN LATERAL (
 			SELECT * FROM github_outbox o WHERE o.state = 'pending' AND o.ordering_key = keys.k
-			ORDER BY o.id LIMIT 1) h
+			ORDER BY o.seq LIMIT 1) h
 		WHERE keys.k IS NOT NULL
 	)`
 
-// dueHeads filters heads to those due, whose concurrent writers have all
-// ended (see InsertOutboxEntry), of installations not paused.
+// dueHeads filters heads to those due, of installations not paused.
 const dueHeads = `
 	FROM heads WHERE next_attempt_at <= now()
-	  AND snap_xmax <= pg_snapshot_xmin(pg_current_snapshot())
 	  AND NOT EXISTS (SELECT 1 FROM github_outbox_pauses z
 	                  WHERE z.installation_id = heads.installation_id AND z.until > now())`
 
@@ -140,7 +125,7 @@ func (q *Queries) OutboxDueInstallations(ctx context.Context) ([]int64, error) {
 // ErrNotFound.
 func (q *Queries) NextOutboxEntry(ctx context.Context, inst int64) (OutboxEntry, error) {
 	e, err := scanOutboxEntry(q.db.QueryRow(ctx, pendingHeads+` SELECT `+outboxColumns+dueHeads+`
-		AND installation_id = $1 ORDER BY id LIMIT 1`, inst))
+		AND installation_id = $1 ORDER BY seq LIMIT 1`, inst))
 	if err != nil {
 		return OutboxEntry{}, notFound(err, fmt.Sprintf("next outbox entry of installation %d", inst))
 	}
@@ -152,9 +137,7 @@ func (q *Queries) NextOutboxEntry(ctx context.Context, inst int64) (OutboxEntry,
 func (q *Queries) NextOutboxWake(ctx context.Context) (at time.Time, ok bool, err error) {
 	var t *time.Time
 	err = q.db.QueryRow(ctx, pendingHeads+`
-		SELECT min(CASE
-			WHEN heads.snap_xmax > pg_snapshot_xmin(pg_current_snapshot()) THEN now() + interval '50 milliseconds'
-			ELSE greatest(heads.next_attempt_at, COALESCE(z.until, heads.next_attempt_at)) END)
+		SELECT min(greatest(heads.next_attempt_at, COALESCE(z.until, heads.next_attempt_at)))
 		FROM heads LEFT JOIN github_outbox_pauses z ON z.installation_id = heads.installation_id`).Scan(&t)
 	if err != nil {
 		return time.Time{}, false, fmt.Errorf("find next outbox wake: %w", err)
@@ -169,7 +152,8 @@ func (q *Queries) NextOutboxWake(ctx context.Context) (at time.Time, ok bool, er
 // afterID, or ErrNotFound.
 func (q *Queries) NextPendingInKey(ctx context.Context, orderingKey string, afterID int64) (OutboxEntry, error) {
 	e, err := scanOutboxEntry(q.db.QueryRow(ctx, `SELECT `+outboxColumns+` FROM github_outbox
-		WHERE ordering_key = $1 AND state = 'pending' AND id > $2 ORDER BY id LIMIT 1`, orderingKey, afterID))
+		WHERE ordering_key = $1 AND state = 'pending' AND seq > (SELECT seq FROM github_outbox WHERE id = $2)
+		ORDER BY seq LIMIT 1`, orderingKey, afterID))
 	if err != nil {
 		return OutboxEntry{}, notFound(err, "next entry of "+orderingKey)
 	}
