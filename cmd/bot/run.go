@@ -36,6 +36,7 @@ func commands() map[string]command {
 		"serve":   {usage: "serve", summary: "run Keystone: webhooks, jobs, status page", run: serve},
 		"migrate": {usage: "migrate", summary: "apply database migrations and exit", run: migrate},
 		"version": {usage: "version", summary: "print the version", run: printVersion},
+		"user":    {usage: "user add|list|remove", summary: "manage status page users (add: password on stdin)", run: user},
 	}
 }
 
