@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -20,66 +21,69 @@ type AppSummary struct {
 }
 
 // AppsOverview returns every app not removed, by owner, repository and name,
-// with its serving and newest deployments.
+// with its serving and newest deployments, in one query.
 func (q *Queries) AppsOverview(ctx context.Context) ([]AppSummary, error) {
 	rows, err := q.db.Query(ctx, `
-		SELECT `+appColumns+`,
-			COALESCE((SELECT d.id FROM deployments d WHERE d.app_id = apps.id ORDER BY d.id DESC LIMIT 1), 0)
-		FROM apps WHERE removed_at IS NULL ORDER BY owner, repo, name`)
+		SELECT a.*, `+optionalDeploymentColumns("cur")+`, `+optionalDeploymentColumns("latest")+`
+		FROM (
+			SELECT `+appColumns+`, id AS app_key, current_deployment_id AS current_key
+			FROM apps WHERE removed_at IS NULL
+		) a
+		LEFT JOIN deployments cur ON cur.id = a.current_key
+		LEFT JOIN LATERAL (
+			SELECT * FROM deployments d WHERE d.app_id = a.app_key ORDER BY d.id DESC LIMIT 1
+		) latest ON true
+		ORDER BY a.owner, a.repo, a.name`)
 	if err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
 	}
+	defer rows.Close()
 	var out []AppSummary
-	var latest []int64
-	var ids []int64
 	for rows.Next() {
 		var a App
-		var latestID int64
-		err := rows.Scan(&a.ID, &a.InstallationID, &a.Owner, &a.Repo, &a.Name, &a.Branch, &a.CloneURL, &a.Config,
+		var cur, latest Deployment
+		var appKey, currentKey *int64 // the join keys, again
+		dest := []any{&a.ID, &a.InstallationID, &a.Owner, &a.Repo, &a.Name, &a.Branch, &a.CloneURL, &a.Config,
 			&a.HostPort, &a.CurrentDeploymentID, &a.LockedBy, &a.LockedReason, &a.LockedAt,
-			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &latestID)
-		if err != nil {
-			rows.Close()
+			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &appKey, &currentKey}
+		dest = append(dest, deploymentDest(&cur)...)
+		dest = append(dest, deploymentDest(&latest)...)
+		if err := rows.Scan(dest...); err != nil {
 			return nil, fmt.Errorf("list apps: %w", err)
 		}
-		out = append(out, AppSummary{App: a})
-		latest = append(latest, latestID)
-		ids = append(ids, latestID, a.CurrentDeploymentID)
+		s := AppSummary{App: a}
+		if cur.ID != 0 {
+			s.Current = &cur
+		}
+		if latest.ID != 0 {
+			s.Latest = &latest
+		}
+		out = append(out, s)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
-	}
-	byID, err := q.deploymentsByID(ctx, ids)
-	if err != nil {
-		return nil, fmt.Errorf("list apps: %w", err)
-	}
-	for i := range out {
-		if d, ok := byID[out[i].App.CurrentDeploymentID]; ok {
-			out[i].Current = &d
-		}
-		if d, ok := byID[latest[i]]; ok {
-			out[i].Latest = &d
-		}
 	}
 	return out, nil
 }
 
-func (q *Queries) deploymentsByID(ctx context.Context, ids []int64) (map[int64]Deployment, error) {
-	rows, err := q.db.Query(ctx, `SELECT `+deploymentColumns+` FROM deployments WHERE id = ANY($1)`, ids)
-	if err != nil {
-		return nil, fmt.Errorf("read deployments: %w", err)
-	}
-	defer rows.Close()
-	out := make(map[int64]Deployment, len(ids))
-	for rows.Next() {
-		d, err := scanDeployment(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read deployments: %w", err)
-		}
-		out[d.ID] = d
-	}
-	return out, rows.Err()
+// optionalDeploymentColumns selects the deployment columns of a left-joined
+// alias, zero (id 0) when there is no row.
+func optionalDeploymentColumns(x string) string {
+	return strings.NewReplacer("X.", x+".").Replace(`COALESCE(X.id, 0), COALESCE(X.app_id, 0), COALESCE(X.kind, ''),
+		COALESCE(X.sha, ''), COALESCE(X.ref, ''), COALESCE(X.actor, ''), COALESCE(X.trigger, ''), COALESCE(X.state, ''),
+		COALESCE(X.step, ''), COALESCE(X.description, ''), COALESCE(X.target_deployment_id, 0), COALESCE(X.delivery_id, 0),
+		COALESCE(X.image_id, ''), COALESCE(X.container_id, ''), COALESCE(X.health_status, 0), COALESCE(X.health_ms, 0),
+		COALESCE(X.health_error, ''), X.downtime_ms, COALESCE(X.log_lines, 0), COALESCE(X.log_truncated, false),
+		COALESCE(X.queued_at, 'epoch'), X.started_at, X.finished_at`)
+}
+
+// deploymentDest is where the columns of optionalDeploymentColumns scan into
+// (the order of deploymentColumns).
+func deploymentDest(d *Deployment) []any {
+	return []any{&d.ID, &d.AppID, &d.Kind, &d.SHA, &d.Ref, &d.Actor, &d.Trigger, &d.State, &d.Step,
+		&d.Description, &d.TargetDeploymentID, &d.DeliveryID, &d.ImageID, &d.ContainerID,
+		&d.HealthStatus, &d.HealthMS, &d.HealthError, &d.DowntimeMS,
+		&d.LogLines, &d.LogTruncated, &d.QueuedAt, &d.StartedAt, &d.FinishedAt}
 }
 
 // AppHistory returns up to limit deployments of the app, newest first,
