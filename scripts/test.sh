@@ -20,6 +20,8 @@ go test -race -count=1 -timeout 20m ./...
 fuzztime=${FUZZTIME:-10s}
 for target in \
 	./internal/webhook:FuzzWebhook \
+	./internal/audit:FuzzCanonicalJSON \
+	./internal/secrets:FuzzRedact \
 	./internal/web:FuzzParseANSI \
 	; do
 	pkg=${target%%:*}

@@ -15,8 +15,8 @@ import (
 
 const userUsage = "user add NAME --role viewer|deployer|admin [--github LOGIN] | user list | user remove NAME"
 
-// user is `keystone user add|list|remove` (SPEC §10).
-func user(ctx context.Context, e env) error {
+// userCommand is `keystone user add|list|remove` (SPEC §10).
+func userCommand(ctx context.Context, e env) error {
 	if len(e.args) == 0 {
 		return usageError{"user needs a subcommand: " + userUsage}
 	}
@@ -171,14 +171,6 @@ func firstLine(r io.Reader) (string, error) {
 	}
 	line = strings.TrimSuffix(line, "\n")
 	return strings.TrimSuffix(line, "\r"), nil
-}
-
-// cliActor names whoever runs the CLI in the audit trail.
-func cliActor(e env) string {
-	if u, ok := e.lookup("USER"); ok && u != "" {
-		return "cli:" + u
-	}
-	return "cli"
 }
 
 func openDirectory(ctx context.Context, e env) (*users.Directory, func(), error) {

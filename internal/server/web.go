@@ -6,16 +6,17 @@ import (
 )
 
 // addWeb mounts the status page (SPEC §9) and its housekeeping loop, which
-// also ends live log streams when Keystone stops. The redeploy/rollback
-// requester, Docker container state and secrets are left nil until their
-// capabilities are wired here: the page then says they are not available.
+// also ends live log streams when Keystone stops. It needs addSecrets
+// first. The redeploy/rollback requester and Docker's container state are
+// left nil until their capabilities are wired here: the page then says they
+// are not available.
 func (p *parts) addWeb() error {
 	accounts, err := users.NewDirectory(p.store, users.DefaultParams())
 	if err != nil {
 		return err
 	}
 	h, err := web.New(web.Options{
-		Store: p.store, Accounts: accounts, Logger: p.logger,
+		Store: p.store, Accounts: accounts, Secrets: p.secrets, Logger: p.logger,
 		PublicURL: p.cfg.PublicURL, GitHubWebURL: p.cfg.GitHubWebURL, GitHubAPIURL: p.cfg.GitHubAPIURL,
 		AppHost: p.cfg.AppHost, OAuthClientID: p.cfg.OAuthClientID, OAuthClientSecret: p.cfg.OAuthClientSecret,
 	})

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -11,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/keystone-app/keystone/internal/deploy"
+	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/users"
 )
@@ -101,8 +103,13 @@ func (h *Handler) setSecret(c *gin.Context) {
 	}
 	user := current(c).user
 	if err := h.opts.Secrets.Set(c.Request.Context(), user.Name, a.Owner, a.Repo, a.Name, key, value); err != nil {
+		msg, ok := secretRefusal(err)
+		if !ok {
+			h.fail(c, fmt.Errorf("set secret %s of %s: %w", key, a.Key(), err))
+			return
+		}
 		h.log.Info("secret not set", slog.String("user", user.Name), slog.String("app", a.Key()), slog.String("key", key))
-		h.renderApp(c, http.StatusUnprocessableEntity, a, &AppPage{Error: "The secret was not saved: " + err.Error()})
+		h.renderApp(c, http.StatusUnprocessableEntity, a, &AppPage{Error: "The secret was not saved: " + msg})
 		return
 	}
 	h.log.Info("secret set", slog.String("user", user.Name), slog.String("app", a.Key()), slog.String("key", key))
@@ -122,9 +129,28 @@ func (h *Handler) unsetSecret(c *gin.Context) {
 	key := strings.TrimSpace(c.PostForm("key"))
 	user := current(c).user
 	if err := h.opts.Secrets.Unset(c.Request.Context(), user.Name, a.Owner, a.Repo, a.Name, key); err != nil {
-		h.renderApp(c, http.StatusUnprocessableEntity, a, &AppPage{Error: "The secret was not removed: " + err.Error()})
+		msg, ok := secretRefusal(err)
+		if !ok {
+			h.fail(c, fmt.Errorf("unset secret %s of %s: %w", key, a.Key(), err))
+			return
+		}
+		h.renderApp(c, http.StatusUnprocessableEntity, a, &AppPage{Error: "The secret was not removed: " + msg})
 		return
 	}
 	h.log.Info("secret unset", slog.String("user", user.Name), slog.String("app", a.Key()), slog.String("key", key))
 	c.Redirect(http.StatusSeeOther, appPath(a)+"?done=secret-unset#secrets")
+}
+
+// secretRefusal is what an admin is told when a secret change is refused:
+// the secrets service's own words about bad input (which never hold a
+// value), or that the secret is not set. Anything else is a failure.
+func secretRefusal(err error) (string, bool) {
+	var input *secrets.InputError
+	switch {
+	case errors.As(err, &input):
+		return input.Error(), true
+	case errors.Is(err, store.ErrNotFound):
+		return "no secret of that name is set", true
+	}
+	return "", false
 }

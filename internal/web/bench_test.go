@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/server"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
@@ -46,10 +48,14 @@ func BenchmarkPages(b *testing.B) {
 	if _, err := dir.Add(ctx, "bench", users.NewUser{Name: "dee", Role: store.RoleDeployer, Password: "dee-password-1"}); err != nil {
 		b.Fatal(err)
 	}
+	keys, err := secrets.NewKeyring([]config.EncryptionKey{{ID: "bench", Key: make([]byte, 32)}})
+	if err != nil {
+		b.Fatal(err)
+	}
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	public, _ := url.Parse("http://keystone.example")
 	h, err := web.New(web.Options{Store: st, Accounts: dir, Logger: logger, PublicURL: public,
-		Requester: &webtest.Requester{Store: st}, Secrets: &webtest.Secrets{},
+		Requester: &webtest.Requester{Store: st}, Secrets: secrets.New(st, keys),
 		Containers: webtest.Containers{Container: web.ContainerState{State: "running", StartedAt: time.Now(), Image: "img",
 			Output: []string{"listening on :8080"}}}})
 	if err != nil {

@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/server"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
@@ -38,7 +40,7 @@ type site struct {
 	handler   http.Handler // the router, for requests from chosen addresses
 	stopRun   func()       // ends the handler's Run, as SIGTERM does
 	requester *webtest.Requester
-	secrets   *webtest.Secrets
+	secrets   *secrets.Service
 	// seeded rows
 	app                          store.App
 	first, serving, failed, live store.Deployment
@@ -94,7 +96,11 @@ func startSite(t *testing.T, seed bool, opts ...func(*web.Options)) *site {
 			t.Fatal(err)
 		}
 	}
-	s := &site{t: t, store: st, dir: dir, requester: &webtest.Requester{Store: st}, secrets: &webtest.Secrets{}}
+	keys, err := secrets.NewKeyring([]config.EncryptionKey{{ID: "test", Key: bytes.Repeat([]byte{7}, 32)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &site{t: t, store: st, dir: dir, requester: &webtest.Requester{Store: st}, secrets: secrets.New(st, keys)}
 	if seed {
 		s.seed()
 	}

@@ -48,8 +48,8 @@ type ContainerState struct {
 }
 
 // Secrets manages an app's secret variables by name; values are write-only.
-// Set's and Unset's errors are shown to the admin and must never hold a
-// value.
+// *secrets.Service implements it; its *secrets.InputError refusals (which
+// never hold a value) and not-found errors are shown to the admin.
 type Secrets interface {
 	List(ctx context.Context, owner, repo, app string) ([]string, error)
 	Set(ctx context.Context, actor, owner, repo, app, key, value string) error

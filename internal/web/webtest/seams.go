@@ -1,6 +1,6 @@
 // Package webtest helps test the status page: stand-ins for the seams other
-// capabilities implement (the deploy requester, Docker's container state,
-// secrets), and headless Chromium driven by chromedp.
+// capabilities implement (the deploy requester, Docker's container state),
+// and headless Chromium driven by chromedp.
 //
 // The stand-ins are not mocks of a database, Docker or git: they are small
 // implementations of Keystone's own interfaces over the real database, so
@@ -11,9 +11,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"regexp"
 	"slices"
-	"strings"
 	"sync"
 
 	"github.com/jackc/pgx/v5"
@@ -110,76 +108,4 @@ type Containers struct {
 // State implements web.Containers.
 func (c Containers) State(context.Context, store.App) (web.ContainerState, error) {
 	return c.Container, c.Err
-}
-
-// Secrets keeps secrets in memory, refusing names that are not environment
-// variable names, like the real store.
-type Secrets struct {
-	mu     sync.Mutex
-	values map[string]string // by owner/repo/app/KEY
-	actors []string
-}
-
-var secretName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]{0,127}$`)
-
-func (s *Secrets) key(owner, repo, app, key string) string {
-	return owner + "/" + repo + "/" + app + "/" + key
-}
-
-// List implements web.Secrets.
-func (s *Secrets) List(_ context.Context, owner, repo, app string) ([]string, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	prefix := s.key(owner, repo, app, "")
-	var names []string
-	for k := range s.values {
-		if name, ok := strings.CutPrefix(k, prefix); ok {
-			names = append(names, name)
-		}
-	}
-	slices.Sort(names)
-	return names, nil
-}
-
-// Set implements web.Secrets.
-func (s *Secrets) Set(_ context.Context, actor, owner, repo, app, key, value string) error {
-	if !secretName.MatchString(key) {
-		return fmt.Errorf("%q is not a valid secret name (letters, digits and _, not starting with a digit)", key)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.values == nil {
-		s.values = map[string]string{}
-	}
-	s.values[s.key(owner, repo, app, key)] = value
-	s.actors = append(s.actors, actor)
-	return nil
-}
-
-// Unset implements web.Secrets.
-func (s *Secrets) Unset(_ context.Context, actor, owner, repo, app, key string) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := s.key(owner, repo, app, key)
-	if _, ok := s.values[k]; !ok {
-		return fmt.Errorf("%s has no secret %s", app, key)
-	}
-	delete(s.values, k)
-	s.actors = append(s.actors, actor)
-	return nil
-}
-
-// Value returns a secret's value, for assertions.
-func (s *Secrets) Value(owner, repo, app, key string) (string, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	v, ok := s.values[s.key(owner, repo, app, key)]
-	return v, ok
-}
-
-// Actors returns who changed secrets, in order.
-func (s *Secrets) Actors() []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.actors)
 }
