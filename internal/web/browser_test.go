@@ -204,6 +204,9 @@ func TestBrowserSignInFollowAndRollBack(t *testing.T) {
 		}
 	}
 	webtest.Screenshot(t, b.ctx, "09-audit")
+	b.open("/users")
+	b.waitFor(`document.querySelector("h1").textContent === "Users"`)
+	webtest.Screenshot(t, b.ctx, "10-users")
 }
 
 // TestBrowserOnAPhone: the pages fit a phone's width (no sideways
@@ -227,10 +230,10 @@ func TestBrowserOnAPhone(t *testing.T) {
 	if d := b.eval(`getComputedStyle(document.querySelector("table.cards tr")).display`); d != "block" {
 		t.Errorf("app rows display as %q on a phone, want cards (block)", d)
 	}
-	webtest.Screenshot(t, b.ctx, "10-apps-phone")
+	webtest.Screenshot(t, b.ctx, "11-apps-phone")
 	b.open(s.appPath())
 	b.waitFor(`document.readyState === "complete"`)
-	webtest.Screenshot(t, b.ctx, "11-app-phone")
+	webtest.Screenshot(t, b.ctx, "12-app-phone")
 }
 
 // TestBrowserKeyboard: the sign-in form works from the keyboard alone, and

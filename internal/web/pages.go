@@ -335,6 +335,23 @@ func (h *Handler) audit(c *gin.Context) {
 	h.render(c, http.StatusOK, view)
 }
 
+// usersPage is /users: every user, for admins. Users are added and removed
+// with the CLI, which the page says.
+func (h *Handler) usersPage(c *gin.Context) {
+	list, err := h.store.Users(c.Request.Context())
+	if err != nil {
+		h.fail(c, err)
+		return
+	}
+	now := h.opts.Now()
+	view := &UsersPage{Chrome: Chrome{Title: "Users", Nav: "users"}}
+	for _, u := range list {
+		view.Users = append(view.Users, UserRow{Name: u.Name, Role: u.Role, GitHubLogin: u.GitHubLogin,
+			Password: u.PasswordHash != "", Added: at(now, u.CreatedAt)})
+	}
+	h.render(c, http.StatusOK, view)
+}
+
 // details lists an audit event's details by key, values as JSON unless text.
 func details(m map[string]any) []KeyValue {
 	var out []KeyValue

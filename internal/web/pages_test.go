@@ -192,3 +192,10 @@ func TestAuditPageIsPagedForAdmins(t *testing.T) {
 func addDeployment(s *site, state string) (store.Deployment, error) {
 	return storetest.AddDeployment(s.t.Context(), s.store.Pool(), store.Deployment{AppID: s.app.ID, State: state})
 }
+
+func TestUsersPageShowsNoHashes(t *testing.T) {
+	s := newSite(t)
+	r := s.signedIn("ada").get("/users")
+	mustContain(t, "users page", r.body, `data-label="Name">ada</th>`, `data-label="Role">deployer</td>`, "keystone user add")
+	mustNotContain(t, "users page", r.body, "$argon2id", password("ada"))
+}

@@ -29,7 +29,7 @@ type pages struct {
 
 func parsePages(static *staticFiles) (*pages, error) {
 	// The templates rendered as whole pages, each inside layout.html.
-	pageFiles := []string{"login.html", "apps.html", "app.html", "deployment.html", "audit.html", "error.html"}
+	pageFiles := []string{"login.html", "apps.html", "app.html", "deployment.html", "audit.html", "users.html", "error.html"}
 	funcs := template.FuncMap{"static": static.url}
 	p := &pages{byName: make(map[string]*template.Template, len(pageFiles))}
 	for _, name := range pageFiles {

@@ -47,6 +47,8 @@ func fullViews() []view {
 		&AuditPage{Chrome: chrome("Audit log", "audit"), Events: []AuditRow{{ID: 1, At: t, Actor: hostile, Action: "login.failed",
 			Target: "user:x", Details: []KeyValue{{Key: "address", Value: hostile}}}}, OlderPath: "/audit?before=1", NewestPath: "/audit"},
 		&AuditPage{Chrome: chrome("Audit log", "audit")},
+		&UsersPage{Chrome: chrome("Users", "users"), Users: []UserRow{{Name: "ada", Role: "admin", GitHubLogin: hostile, Password: true, Added: t},
+			{Name: "gh", Role: "viewer", GitHubLogin: "octocat", Added: t}}},
 		&ErrorPage{Chrome: chrome("Not allowed", ""), Status: 403, Heading: "Not allowed", Message: hostile},
 		&ErrorPage{Chrome: Chrome{Title: "Not found"}, Status: 404, Heading: "Not found", Message: "gone"},
 	}
@@ -92,7 +94,7 @@ func TestEveryTemplateRendersFullData(t *testing.T) {
 			}
 		})
 	}
-	for _, name := range []string{"login.html", "apps.html", "app.html", "deployment.html", "audit.html", "error.html"} {
+	for _, name := range []string{"login.html", "apps.html", "app.html", "deployment.html", "audit.html", "users.html", "error.html"} {
 		if !seen[name] {
 			t.Errorf("no full data rendered through %s", name)
 		}

@@ -219,6 +219,20 @@ type AuditRow struct {
 // KeyValue is one detail of an audit event.
 type KeyValue struct{ Key, Value string }
 
+// UsersPage is /users: who may sign in (admins only).
+type UsersPage struct {
+	Chrome
+	Users []UserRow
+}
+
+// UserRow is one user. Password hashes are never shown, only whether the
+// user has a password.
+type UserRow struct {
+	Name, Role, GitHubLogin string
+	Password                bool
+	Added                   Time
+}
+
 // ErrorPage is any refusal or failure.
 type ErrorPage struct {
 	Chrome
@@ -234,6 +248,7 @@ func (*AppsPage) template() string       { return "apps.html" }
 func (*AppPage) template() string        { return "app.html" }
 func (*DeploymentPage) template() string { return "deployment.html" }
 func (*AuditPage) template() string      { return "audit.html" }
+func (*UsersPage) template() string      { return "users.html" }
 func (*ErrorPage) template() string      { return "error.html" }
 
 // view is a page's view model.

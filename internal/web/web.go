@@ -152,6 +152,7 @@ func (h *Handler) Mount(r *gin.Engine) {
 	signed.GET("/deployments/:id/log", h.plainLog)
 	signed.GET("/deployments/:id/events", h.events)
 	signed.GET("/audit", h.requireRole(store.RoleAdmin), h.audit)
+	signed.GET("/users", h.requireRole(store.RoleAdmin), h.usersPage)
 }
 
 // Run removes expired sessions and old sign-in failures until ctx ends, then
