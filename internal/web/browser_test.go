@@ -96,28 +96,42 @@ func (b *browser) signOut() {
 func TestBrowserSignInFollowAndRollBack(t *testing.T) {
 	s := newSite(t)
 	b := s.browser(1280, 900)
+	b.signInAndFindTheApp()
+	b.followTheLiveLog()
+	b.rollBack()
+	b.signOut()
+	webtest.Screenshot(t, b.ctx, "06-signed-out")
+	b.open("/")
+	b.waitFor(`location.pathname === "/login"`)
+	b.refusedAsViewer()
+	b.signOut()
+	b.adminPages()
+}
 
-	// Sign in: an anonymous visit lands on the sign-in form.
+// signInAndFindTheApp: an anonymous visit lands on the sign-in form; the
+// deployer signs in, sees the app list and opens the app.
+func (b *browser) signInAndFindTheApp() {
+	t := b.t
 	b.open("/")
 	b.waitFor(`location.pathname === "/login"`)
 	webtest.Screenshot(t, b.ctx, "01-sign-in")
 	b.signIn("dee")
 	b.waitFor(`location.pathname === "/" && document.querySelector("h1").textContent === "Apps"`)
-
-	// The app list.
 	if row := b.text("table.cards tbody tr"); !strings.Contains(row, "acme/shop") || !strings.Contains(row, "bbbbbbb") {
 		t.Fatalf("apps table row: %q", row)
 	}
 	webtest.Screenshot(t, b.ctx, "02-apps")
-
-	// Find the app and open the running deployment.
 	b.do(chromedp.Click(chromedp.CSS(`a[href="/apps/acme/shop/web"]`)))
 	b.waitFor(`document.querySelector("h1") && document.querySelector("h1").textContent.startsWith("web")`)
 	webtest.Screenshot(t, b.ctx, "03-app")
+}
+
+// followTheLiveLog opens the running deployment: a line the deploy writes
+// arrives without a reload, escaped and coloured, and the end is shown.
+func (b *browser) followTheLiveLog() {
+	t, s := b.t, b.site
 	b.do(chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/deployments/%d"]`, s.live.ID))))
 	b.waitFor(`document.getElementById("live-status") && document.getElementById("live-status").textContent === "Following live…"`)
-
-	// A new line written by the deploy arrives without a reload, escaped.
 	hostile := "step 2/2: \x1b[32mcompiled\x1b[0m <img src=x onerror=alert(1)>"
 	if err := storetest.AddLogLines(t.Context(), s.store.Pool(), s.live.ID, hostile); err != nil {
 		t.Fatal(err)
@@ -140,8 +154,12 @@ func TestBrowserSignInFollowAndRollBack(t *testing.T) {
 	if got := b.text("#description"); got != "Deployed in 3.2s" {
 		t.Fatalf("description after the end: %q", got)
 	}
+}
 
-	// Roll back as a deployer, to the default target.
+// rollBack presses Roll back with the default target and lands on the
+// queued rollback, made by the deployer from the page.
+func (b *browser) rollBack() {
+	t, s := b.t, b.site
 	b.open(s.appPath())
 	target := b.eval(`document.getElementById("rollback-target").value`)
 	b.do(chromedp.Click(chromedp.CSS("#rollback")))
@@ -155,14 +173,12 @@ func TestBrowserSignInFollowAndRollBack(t *testing.T) {
 		t.Fatalf("the rollback queued %+v, %v; want a rollback by dee from the page to #%s", d, err, target)
 	}
 	webtest.Screenshot(t, b.ctx, "05-rollback-queued")
+}
 
-	// Sign out.
-	b.signOut()
-	webtest.Screenshot(t, b.ctx, "06-signed-out")
-	b.open("/")
-	b.waitFor(`location.pathname === "/login"`)
-
-	// A viewer sees no buttons, and is refused when posting anyway.
+// refusedAsViewer: a viewer sees no deploy controls, and a rollback posted
+// anyway (a forged form with the viewer's own CSRF token) is refused.
+func (b *browser) refusedAsViewer() {
+	t, s := b.t, b.site
 	b.signIn("vic")
 	b.waitFor(`document.querySelector("h1") && document.querySelector("h1").textContent === "Apps"`)
 	b.open(s.appPath())
@@ -176,8 +192,7 @@ func TestBrowserSignInFollowAndRollBack(t *testing.T) {
 		const f = document.createElement("form");
 		f.method = "post";
 		f.action = "` + s.appPath() + `/rollback";
-		const token = document.querySelector("input[name=csrf_token]").cloneNode();
-		f.appendChild(token);
+		f.appendChild(document.querySelector("input[name=csrf_token]").cloneNode());
 		document.body.appendChild(f);
 		f.submit();
 		return "submitted";
@@ -190,9 +205,12 @@ func TestBrowserSignInFollowAndRollBack(t *testing.T) {
 		t.Fatal("the viewer's rollback reached the requester")
 	}
 	webtest.Screenshot(t, b.ctx, "08-viewer-refused")
-	b.signOut()
+}
 
-	// The admin's audit log shows what happened, with the users as actors.
+// adminPages: the admin's audit log shows what happened, with the users as
+// actors, and the users page lists them.
+func (b *browser) adminPages() {
+	t := b.t
 	b.signIn("ada")
 	b.waitFor(`document.querySelector("h1") && document.querySelector("h1").textContent === "Apps"`)
 	b.open("/audit")

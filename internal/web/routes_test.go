@@ -22,14 +22,48 @@ func TestEveryRouteByRole(t *testing.T) {
 	if err := s.secrets.Set(t.Context(), "test", "acme", "shop", "web", "EXISTING", "x"); err != nil {
 		t.Fatal(err)
 	}
+	for _, c := range routeCases(s) {
+		t.Run(c.method+" "+c.path+" as "+whoName(c.who), func(t *testing.T) {
+			cl := clients[c.who]
+			cl.t = t
+			var r response
+			if c.method == "GET" {
+				r = cl.get(c.path)
+			} else {
+				form := url.Values{}
+				for k, v := range c.form {
+					form[k] = v
+				}
+				if c.who != "" {
+					form.Set("csrf_token", tokens[c.who])
+				}
+				r = cl.post(c.path, form)
+			}
+			if r.status != c.status {
+				t.Fatalf("HTTP %d, want %d\n%.600s", r.status, c.status, r.body)
+			}
+			if c.location != "" && !strings.HasPrefix(r.header.Get("Location"), c.location) {
+				t.Errorf("Location %q, want prefix %q", r.header.Get("Location"), c.location)
+			}
+			checkSecurityHeaders(t, r.header)
+		})
+	}
+}
+
+// routeCase is one request of TestEveryRouteByRole.
+type routeCase struct {
+	method, path, who string // who: a site user, "" for anonymous
+	form              url.Values
+	status            int
+	location          string // prefix of Location, for redirects
+}
+
+// routeCases lists every route as each visitor, in an order where state
+// changes (actions, the viewer's sign-out last) do not disturb later cases.
+func routeCases(s *site) []routeCase {
+	type tc = routeCase
 	serving := fmt.Sprintf("/deployments/%d", s.serving.ID)
 	app := s.appPath()
-	type tc struct {
-		method, path, who string
-		form              url.Values
-		status            int
-		location          string // prefix of Location, for redirects
-	}
 	var cases []tc
 	// Pages every role may read; anonymous browsers are sent to sign in.
 	for _, path := range []string{"/", app, serving, serving + "/log"} {
@@ -83,34 +117,7 @@ func TestEveryRouteByRole(t *testing.T) {
 			cases = append(cases, want)
 		}
 	}
-	cases = append(cases, tc{method: "POST", path: "/logout", who: "vic", form: url.Values{}, status: 303, location: "/login?signed_out=1"})
-
-	for _, c := range cases {
-		t.Run(c.method+" "+c.path+" as "+whoName(c.who), func(t *testing.T) {
-			cl := clients[c.who]
-			cl.t = t
-			var r response
-			if c.method == "GET" {
-				r = cl.get(c.path)
-			} else {
-				form := url.Values{}
-				for k, v := range c.form {
-					form[k] = v
-				}
-				if c.who != "" {
-					form.Set("csrf_token", tokens[c.who])
-				}
-				r = cl.post(c.path, form)
-			}
-			if r.status != c.status {
-				t.Fatalf("HTTP %d, want %d\n%.600s", r.status, c.status, r.body)
-			}
-			if c.location != "" && !strings.HasPrefix(r.header.Get("Location"), c.location) {
-				t.Errorf("Location %q, want prefix %q", r.header.Get("Location"), c.location)
-			}
-			checkSecurityHeaders(t, r.header)
-		})
-	}
+	return append(cases, tc{method: "POST", path: "/logout", who: "vic", form: url.Values{}, status: 303, location: "/login?signed_out=1"})
 }
 
 func whoName(who string) string {
