@@ -22,6 +22,7 @@ for target in \
 	./internal/webhook:FuzzWebhook \
 	./internal/audit:FuzzCanonicalJSON \
 	./internal/secrets:FuzzRedact \
+	./internal/web:FuzzParseANSI \
 	./internal/conversation:FuzzParse \
 	; do
 	pkg=${target%%:*}

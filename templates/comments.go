@@ -1,5 +1,3 @@
-// Package templates holds what Keystone renders, embedded in the binary.
-// Each kind of template has its own directory and variable.
 package templates
 
 import "embed"

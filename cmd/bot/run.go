@@ -40,6 +40,7 @@ func commands() map[string]command {
 		"keys":        {usage: keysUsage, summary: "print a new encryption key, or re-encrypt every secret under the first key", run: keysCommand},
 		"audit":       {usage: auditUsage, summary: "check the audit trail's hash chain; names the first bad event", run: auditCommand},
 		"healthcheck": {usage: "healthcheck", summary: "exit 0 when the local Keystone answers /healthz (Docker HEALTHCHECK)", run: healthcheck},
+		"user":        {usage: "user add|list|remove", summary: "manage status page users (add: password on stdin)", run: userCommand},
 	}
 }
 

@@ -117,6 +117,9 @@ func (p *parts) assemble() error {
 	if err := p.addConversation(); err != nil {
 		return err
 	}
+	if err := p.addWeb(); err != nil {
+		return err
+	}
 	jobs, err := queue.NewClient(p.store.Pool(), p.workers, queue.Config{
 		ID:            p.processID,
 		DeployWorkers: p.cfg.Workers,
