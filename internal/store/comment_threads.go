@@ -59,10 +59,12 @@ func (q *Queries) SetThreadComment(ctx context.Context, id, commentID int64) err
 }
 
 // CommitPull returns the pull request recorded for sha (0: none); found is
-// false when it was never looked up.
+// false when it was never looked up, or found none over ten minutes ago (a
+// pull request may have been opened since).
 func (q *Queries) CommitPull(ctx context.Context, owner, repo, sha string) (number int, found bool, err error) {
 	err = q.db.QueryRow(ctx, `SELECT pull_number FROM github_commit_pulls
-		WHERE owner = $1 AND repo = $2 AND sha = $3`, owner, repo, sha).Scan(&number)
+		WHERE owner = $1 AND repo = $2 AND sha = $3
+		  AND (pull_number > 0 OR looked_up_at > now() - interval '10 minutes')`, owner, repo, sha).Scan(&number)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, false, nil
 	}
