@@ -262,11 +262,13 @@ func TestRateLimitPausesOnlyItsInstallation(t *testing.T) {
 		return nil
 	})
 	outboxtest.Start(t, e.st, e.app, outboxtest.Config())
-	waitFor(t, 10*time.Second, "the rate limit", func() bool { return countStatus(e.gh.Requests(), 429) == 1 })
-	limitedAt := e.gh.RequestsTo("", "/repos/acme/")[0].At
 	var until time.Time
-	if err := e.st.Pool().QueryRow(t.Context(), `SELECT until FROM github_outbox_pauses WHERE installation_id = 42`).Scan(&until); err != nil {
-		t.Fatalf("no durable pause recorded: %v", err)
+	waitFor(t, 10*time.Second, "a durable pause after the rate limit", func() bool {
+		return e.st.Pool().QueryRow(t.Context(), `SELECT until FROM github_outbox_pauses WHERE installation_id = 42`).Scan(&until) == nil
+	})
+	limitedAt := e.gh.RequestsTo("", "/repos/acme/")[0].At
+	if e.gh.RequestsTo("", "/repos/acme/")[0].Status != 429 {
+		t.Fatalf("first request of the installation was not the rate-limited one")
 	}
 	if d := until.Sub(limitedAt); d < 2900*time.Millisecond || d > 4*time.Second {
 		t.Errorf("paused for %s after the 429, want Retry-After 3s", d)

@@ -79,12 +79,10 @@ func TestMetricsCountOutcomes(t *testing.T) {
 	if got := gauge(t, reg, "keystone_github_outbox_pending", "status"); got != 0 {
 		t.Errorf("pending statuses after sending = %v, want 0", got)
 	}
-	if n := counter(t, reg, "status", "sent"); n != 3 {
-		t.Errorf("status sent = %v, want 3", n)
-	}
-	if n := counter(t, reg, "reaction", "failed"); n != 1 {
-		t.Errorf("reaction failed = %v, want 1", n)
-	}
+	// Counted just after the outcome is recorded: wait for it.
+	waitFor(t, 5*time.Second, "3 statuses sent and 1 reaction failed in the metrics", func() bool {
+		return counter(t, reg, "status", "sent") == 3 && counter(t, reg, "reaction", "failed") == 1
+	})
 }
 
 func gauge(t *testing.T, reg *prometheus.Registry, name, kind string) float64 {
