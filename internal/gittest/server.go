@@ -35,6 +35,7 @@ type Request struct {
 	Service    string // git-upload-pack, git-receive-pack or ""
 	Authorized bool
 	Status     int
+	Bytes      int64 // size of the answer's body
 	At         time.Time
 }
 
@@ -125,6 +126,17 @@ func (s *Server) Requests() []Request {
 	return append([]Request(nil), s.requests...)
 }
 
+// FetchedBytes is the size of every answer to fetches of fullName so far.
+func (s *Server) FetchedBytes(fullName string) int64 {
+	var n int64
+	for _, r := range s.Requests() {
+		if strings.EqualFold(r.Repo, fullName) && r.Service == "git-upload-pack" {
+			n += r.Bytes
+		}
+	}
+	return n
+}
+
 // Fetches counts the authorized git fetches and clones of fullName: each
 // starts with one GET of info/refs for git-upload-pack.
 func (s *Server) Fetches(fullName string) int {
@@ -140,6 +152,7 @@ func (s *Server) Fetches(fullName string) int {
 type statusRecorder struct {
 	http.ResponseWriter
 	status int
+	bytes  int64
 }
 
 func (w *statusRecorder) WriteHeader(code int) {
@@ -153,7 +166,9 @@ func (w *statusRecorder) Write(p []byte) (int, error) {
 	if w.status == 0 {
 		w.status = http.StatusOK
 	}
-	return w.ResponseWriter.Write(p)
+	n, err := w.ResponseWriter.Write(p)
+	w.bytes += int64(n)
+	return n, err
 }
 
 func (w *statusRecorder) Flush() {
@@ -166,7 +181,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w}
 	req := Request{Method: r.Method, Path: r.URL.Path, At: time.Now()}
 	defer func() {
-		req.Status = rec.status
+		req.Status, req.Bytes = rec.status, rec.bytes
 		s.mu.Lock()
 		s.requests = append(s.requests, req)
 		s.mu.Unlock()

@@ -6,12 +6,11 @@ import (
 	"github.com/keystone-app/keystone/internal/queue"
 )
 
-// addIntake registers the workers of push and comment deliveries, the jobs
-// gauge, and the rescuer of jobs whose process died. Until the deploy engine
-// and comment commands take them over, the workers only record that the
-// delivery was handled.
+// addIntake registers the worker of comment deliveries, the jobs gauge, and
+// the rescuer of jobs whose process died. Push deliveries are the deploy
+// engine's (addDeploy). Until comment commands take it over, the comment
+// worker only records that the delivery was handled.
 func (p *parts) addIntake() error {
-	river.AddWorker(p.workers, &queue.RecordPushWorker{Store: p.store, Logger: p.logger})
 	river.AddWorker(p.workers, &queue.RecordCommentWorker{Store: p.store, Logger: p.logger})
 	rescuer := &queue.OrphanRescuer{Store: p.store, ProcessID: p.processID, Logger: p.logger}
 	p.hold = append(p.hold, rescuer.HoldLiveness)

@@ -17,6 +17,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
@@ -49,6 +50,10 @@ type parts struct {
 	processID string
 	// hold are taken before the job client starts and released after it stops.
 	hold []func(ctx context.Context) (release func(), err error)
+	// engine runs deployments; requester takes deployments asked for by
+	// people (comment commands, the status page). Set by addDeploy.
+	engine    *deploy.Engine
+	requester *deploy.Requester
 }
 
 // loop is a background task that runs while Keystone serves and returns when
@@ -97,6 +102,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 // assemble builds every capability, then the job client over their workers.
 func (p *parts) assemble() error {
 	if err := p.addIntake(); err != nil {
+		return err
+	}
+	if err := p.addDeploy(); err != nil {
 		return err
 	}
 	jobs, err := queue.NewClient(p.store.Pool(), p.workers, queue.Config{

@@ -10,6 +10,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 )
 
+// AuditAppRemoved records that an app left its repository's .keystone.yml.
+const AuditAppRemoved = "app.removed"
+
 // InstanceID returns the id of this Keystone database, made by its first
 // migration: the value of the io.keystone.instance label.
 func (q *Queries) InstanceID(ctx context.Context) (string, error) {

@@ -1,0 +1,44 @@
+package server
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/keystone-app/keystone/internal/deploy"
+)
+
+// addDeploy wires the deploy engine (SPEC §5, §6): the push and deploy
+// workers, the requester other capabilities call (p.requester), Docker in
+// /readyz, and reconciliation at start-up and every minute.
+func (p *parts) addDeploy() error {
+	docker, err := deploy.NewDockerClient()
+	if err != nil {
+		return err
+	}
+	deps := deploy.Deps{Store: p.store, Docker: docker, Logger: p.logger, Registerer: p.registry}
+	if p.github != nil {
+		deps.Tokens = p.github
+	}
+	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange})
+	if err != nil {
+		return err
+	}
+	river.AddWorker(p.workers, engine.PushWorker())
+	river.AddWorker(p.workers, engine.DeployWorker())
+	p.engine = engine
+	p.requester = engine.Requester(lateJobs{p})
+	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
+	p.loops = append(p.loops, loop{name: "reconcile", run: engine.RunReconciler})
+	return nil
+}
+
+// lateJobs enqueues through the job client, which is built after the
+// capabilities that enqueue.
+type lateJobs struct{ p *parts }
+
+func (l lateJobs) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+	return l.p.jobsClient().InsertTx(ctx, tx, args, opts)
+}
