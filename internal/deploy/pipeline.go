@@ -23,7 +23,9 @@ type deployWorker struct {
 }
 
 // Timeout is queue.DeployTimeout.
-func (w *deployWorker) Timeout(*river.Job[queue.DeployArgs]) time.Duration { return queue.DeployTimeout }
+func (w *deployWorker) Timeout(*river.Job[queue.DeployArgs]) time.Duration {
+	return queue.DeployTimeout
+}
 
 // NextRetry retries an interrupted deploy soon: the previous version serves
 // meanwhile, and a person is waiting for the outcome.
