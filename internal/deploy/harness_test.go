@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -222,9 +223,17 @@ func withPushedAt(t *testing.T, body []byte, at time.Time) []byte {
 	return b
 }
 
+// ymlApp is a .keystone.yml with one app of the test app on main, a
+// health check of 4s unless extra lines (keys of the app) set another.
 func ymlApp(name string, extra ...string) []byte {
-	return []byte(fmt.Sprintf("apps:\n  - name: %s\n    branch: main\n    port: 8080\n    health_check_path: /healthz\n    health_check_timeout: 4s\n%s",
-		name, indent(extra)))
+	timeout := "    health_check_timeout: 4s\n"
+	for _, l := range extra {
+		if strings.HasPrefix(l, "health_check_timeout:") {
+			timeout = ""
+		}
+	}
+	return []byte(fmt.Sprintf("apps:\n  - name: %s\n    branch: main\n    port: 8080\n    health_check_path: /healthz\n%s%s",
+		name, timeout, indent(extra)))
 }
 
 func indent(lines []string) string {
