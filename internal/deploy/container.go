@@ -160,6 +160,7 @@ func (e *Engine) servingContainer(ctx context.Context, instance string, app stor
 }
 
 func shortID(id string) string {
+	id = strings.TrimPrefix(id, "sha256:")
 	if len(id) > 12 {
 		return id[:12]
 	}

@@ -27,6 +27,8 @@ import (
 
 func TestMain(m *testing.M) { storetest.Main(m) }
 
+var debugLogs bool
+
 // harness runs the engine in this process against the real database,
 // Docker and git, with the fake GitHub.
 type harness struct {
@@ -85,6 +87,9 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 		_ = h.jobs.Stop(ctx)
 	})
 	h.intake = queue.NewIntake(env.Store, h.jobs)
+	if debugLogs {
+		t.Cleanup(func() { t.Log(h.logs.String()) })
+	}
 	return h
 }
 
@@ -119,7 +124,26 @@ func (h *harness) deployOf(t *testing.T, app, sha string) store.Deployment {
 		}
 		return false, nil
 	})
-	return h.WaitFinished(t, id, 90*time.Second)
+	d := h.WaitFinished(t, id, 90*time.Second)
+	if d.State == store.StateSucceeded {
+		h.cleanedUp(t, d.ID)
+	}
+	return d
+}
+
+// cleanedUp waits until a successful deployment's cleanup step (removing
+// the previous container, pruning images) has ended.
+func (h *harness) cleanedUp(t *testing.T, id int64) {
+	t.Helper()
+	deploytest.Eventually(t, 30*time.Second, "the cleanup of a deployment", func() (bool, error) {
+		steps, err := h.Store.DeploymentSteps(context.Background(), id)
+		for _, s := range steps {
+			if s.Name == "cleanup" && s.FinishedAt != nil {
+				return true, nil
+			}
+		}
+		return false, err
+	})
 }
 
 // steps returns the names of a deployment's steps.

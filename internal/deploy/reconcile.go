@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -244,13 +245,7 @@ func (e *Engine) endStranded(ctx context.Context, instance string, s store.Stran
 	if cur, err := e.store.Deployment(ctx, app.CurrentDeploymentID); err == nil {
 		serving = cur.SHA
 	}
-	reason := "Keystone stopped during it too often"
-	if s.Attempts > 0 {
-		reason = fmt.Sprintf("interrupted %d times", s.Attempts)
-	}
-	if s.LastError != "" && s.Attempts > 0 {
-		reason = fmt.Sprintf("gave up after %d attempts: %s", s.Attempts, firstLine(s.LastError))
-	}
+	reason := strandedReason(s)
 	log := newDeployLog(e.store, d.ID, newRedactor(), e.cfg.LogLimit, logger)
 	log.Printf("This deployment's job ended without finishing it: %s", reason)
 	log.Close()
@@ -266,6 +261,19 @@ func (e *Engine) endStranded(ctx context.Context, instance string, s store.Stran
 	})
 	logger.WarnContext(ctx, "ended a deployment no job will finish", slog.String("reason", reason))
 	return err
+}
+
+// strandedReason says why a deployment's job ended without finishing it.
+func strandedReason(s store.StrandedDeployment) string {
+	switch {
+	case s.Attempts == 0:
+		return "its job was lost"
+	case strings.Contains(s.LastError, "process running this job died"):
+		return fmt.Sprintf("Keystone stopped during it %d times", s.Attempts)
+	case s.LastError != "":
+		return fmt.Sprintf("gave up after %d attempts: %s", s.Attempts, firstLine(s.LastError))
+	}
+	return fmt.Sprintf("its job ended after %d attempts", s.Attempts)
 }
 
 // removeImages removes every image of a removed app.

@@ -20,7 +20,11 @@ func (h *harness) request(t *testing.T, req deploy.Request) store.Deployment {
 	if err != nil {
 		t.Fatalf("request %+v: %v", req, err)
 	}
-	return h.WaitFinished(t, d.ID, 60e9)
+	d = h.WaitFinished(t, d.ID, 60e9)
+	if d.State == store.StateSucceeded {
+		h.cleanedUp(t, d.ID)
+	}
+	return d
 }
 
 // TestRollbackReusesTheKeptImage: a rollback runs the target's kept image

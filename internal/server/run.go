@@ -70,7 +70,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set (make run starts a local PostgreSQL for you)")
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	// Each deploy worker holds a connection for its app lock while it works
+	// and uses another; intake workers, River and pages need their own.
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.MinConns(int32(2*cfg.Workers+16)))
 	if err != nil {
 		return err
 	}

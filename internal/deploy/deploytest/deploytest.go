@@ -71,7 +71,7 @@ func New(t testing.TB, repo string) *Env {
 	t.Helper()
 	e := &Env{Docker: Docker(t)}
 	e.DBURL = storetest.Fresh(t)
-	st, err := store.Open(context.Background(), e.DBURL)
+	st, err := store.Open(context.Background(), e.DBURL, store.MinConns(64))
 	if err != nil {
 		t.Fatal(err)
 	}
