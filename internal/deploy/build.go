@@ -37,6 +37,9 @@ type buildMessage struct {
 var (
 	buildStepLine = regexp.MustCompile(`(?m)^Step (\d+)/(\d+) :`)
 	buildExitCode = regexp.MustCompile(`returned a non-zero code: (\d+)`)
+	// engineRace matches the classic builder's errors when a cached layer
+	// disappears under it.
+	engineRace = regexp.MustCompile(`failed to get digest|[Nn]o such image|layer does not exist|unknown parent image`)
 )
 
 // buildImage builds r's image from the mirror through the engine's API,
@@ -84,6 +87,11 @@ func (e *Engine) buildImage(ctx context.Context, r *run) (string, error) {
 	if buildErr != nil {
 		return "", e.buildError(buildCtx, buildErr)
 	}
+	if step.failed != "" && engineRace.MatchString(step.failed) {
+		// Not the app's fault: a layer the cache offered was removed by a
+		// prune running at the same time. Another attempt builds again.
+		return "", fmt.Errorf("the engine lost a cached layer during the build: %s", firstLine(step.failed))
+	}
 	if step.failed != "" {
 		r.log.Printf("Build failed: %s", step.failed)
 		return "", &failure{descBuildFailed(step.describe())}
@@ -127,7 +135,11 @@ func (s buildStep) describe() string {
 	if s.current != "" {
 		// The LABEL line Keystone appends is the last step: not the user's.
 		total, _ := strconv.Atoi(s.total)
-		where = fmt.Sprintf("step %s/%d", s.current, max(total-1, 1))
+		current, _ := strconv.Atoi(s.current)
+		where = fmt.Sprintf("step %d/%d", current, max(total-1, 1))
+		if current >= total {
+			where = "labelling the image"
+		}
 	}
 	if m := buildExitCode.FindStringSubmatch(s.failed); m != nil && where != "" {
 		return where + " exited " + m[1]

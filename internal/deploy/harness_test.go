@@ -49,6 +49,9 @@ type options struct {
 
 func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 	t.Helper()
+	// Each test has its own database (so its own instance id), repository and
+	// ports: they run side by side, mostly waiting on builds and checks.
+	t.Parallel()
 	env := deploytest.New(t, repo)
 	app, err := github.New(github.Config{AppID: env.GitHub.AppID, PrivateKeyPEM: env.GitHub.PrivateKeyPEM, APIURL: env.GitHub.URL})
 	if err != nil {
