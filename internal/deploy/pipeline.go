@@ -332,6 +332,7 @@ func (e *Engine) step(ctx context.Context, r *run, name, description string) err
 	}
 	r.d, r.stepPos = d, pos
 	r.log.Printf("%s", description)
+	r.log.Flush(ctx) // a step's start is worth reading at once, and survives a crash
 	return nil
 }
 
