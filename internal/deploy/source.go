@@ -72,7 +72,9 @@ func (s *Sources) Fetch(ctx context.Context, r Repo, token, sha string) (bool, e
 		if s.Has(ctx, r, sha) { // another fetch brought it while we waited
 			return nil
 		}
-		_, err := s.git(ctx, dir, token, nil, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head",
+		// Depth 1: a build needs the commit's tree, not its history, and the
+		// mirror's earlier commits still spare the objects they share.
+		_, err := s.git(ctx, dir, token, nil, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1",
 			r.CloneURL, "+"+sha+":refs/keystone/fetched/"+sha)
 		if err != nil {
 			return fmt.Errorf("fetch %s of %s: %w", shortSHA(sha), r.FullName(), err)
@@ -83,11 +85,15 @@ func (s *Sources) Fetch(ctx context.Context, r Repo, token, sha string) (bool, e
 }
 
 // FetchBranches refreshes the mirror's copy of every branch of the
-// repository (refs/keystone/branches/*), for questions about branches.
+// repository (refs/keystone/branches/*) with their whole history, for
+// questions about branches.
 func (s *Sources) FetchBranches(ctx context.Context, r Repo, token string) error {
 	return s.withMirror(ctx, r, func(dir string) error {
-		_, err := s.git(ctx, dir, token, nil, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune",
-			r.CloneURL, "+refs/heads/*:refs/keystone/branches/*")
+		args := []string{"fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--prune"}
+		if _, err := os.Stat(filepath.Join(dir, "shallow")); err == nil {
+			args = append(args, "--unshallow") // containment needs the history
+		}
+		_, err := s.git(ctx, dir, token, nil, append(args, r.CloneURL, "+refs/heads/*:refs/keystone/branches/*")...)
 		if err != nil {
 			return fmt.Errorf("fetch the branches of %s: %w", r.FullName(), err)
 		}
