@@ -20,6 +20,7 @@ go test -race -count=1 -timeout 20m ./...
 fuzztime=${FUZZTIME:-10s}
 for target in \
 	./internal/webhook:FuzzWebhook \
+	./internal/deploy/keystoneyml:FuzzParse \
 	; do
 	pkg=${target%%:*}
 	name=${target#*:}

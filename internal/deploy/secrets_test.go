@@ -59,6 +59,16 @@ func TestSecretsInjectedAndRedacted(t *testing.T) {
 	if strings.Contains(h.logs.String(), secret) {
 		t.Error("Keystone's own log holds the secret")
 	}
+	// The status page's view of the container is redacted too.
+	st, err := h.engine.ContainerState(context.Background(), h.App(t, "web"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Join(st.Output, "\n")
+	if st.State != "running" || st.StartedAt.IsZero() || st.ImageID != d.ImageID ||
+		!strings.Contains(out, "API_KEY=[redacted]") || strings.Contains(out, secret) {
+		t.Errorf("container state %s since %v image %s, output:\n%s", st.State, st.StartedAt, st.ImageID, out)
+	}
 }
 
 // TestTokenNeverLeaks: the installation token is in no argument list while

@@ -7,7 +7,10 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"encoding/json"
+	"maps"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -155,5 +158,33 @@ func (s *stack) settled(t testing.TB) {
 			list = s.Containers(t, "io.keystone.app="+app.Key())
 			return len(list) == 1 && list[0].Labels["io.keystone.deployment"] == want && list[0].State == "running", nil
 		})
+	}
+}
+
+// TestReadyzPingsDocker: /readyz reports the Docker engine, and answers 503
+// naming it when the engine cannot be reached.
+func TestReadyzPingsDocker(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, "readyz")
+	get := func(url string) (int, map[string]string) {
+		resp, err := http.Get(url + "/readyz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var body map[string]string
+		if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+			t.Fatal(err)
+		}
+		return resp.StatusCode, body
+	}
+	if code, body := get(s.ks.URL); code != http.StatusOK || body["docker"] != "ok" || body["database"] != "ok" {
+		t.Fatalf("/readyz with Docker up: %d %v", code, body)
+	}
+	env := maps.Clone(s.env)
+	env["DOCKER_HOST"] = "unix://" + filepath.Join(t.TempDir(), "no-docker.sock")
+	down := keystonetest.Start(t, env)
+	if code, body := get(down.URL); code != http.StatusServiceUnavailable || body["docker"] != "unavailable" || body["database"] != "ok" {
+		t.Fatalf("/readyz with Docker unreachable: %d %v", code, body)
 	}
 }
