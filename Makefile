@@ -4,7 +4,7 @@ GO ?= go
 BIN := bin/keystone
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo devel)
 
-.PHONY: build run test bench vet clean
+.PHONY: build run test bench vet clean image image-prebuilt
 
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/bot
@@ -17,6 +17,14 @@ test:
 
 bench: build
 	scripts/bench.sh
+
+# Keystone's own image, built from source (needs BuildKit and the base images).
+image:
+	docker build --build-arg VERSION=$(VERSION) -t keystone:$(VERSION) .
+
+# The same from a binary built here, FROM scratch: no base image is pulled.
+image-prebuilt:
+	scripts/image-prebuilt.sh keystone:$(VERSION)-prebuilt
 
 vet:
 	$(GO) vet ./...

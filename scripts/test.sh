@@ -20,6 +20,9 @@ go test -race -count=1 -timeout 20m ./...
 fuzztime=${FUZZTIME:-10s}
 for target in \
 	./internal/webhook:FuzzWebhook \
+	./internal/audit:FuzzCanonicalJSON \
+	./internal/secrets:FuzzRedact \
+	./internal/web:FuzzParseANSI \
 	./internal/deploy/keystoneyml:FuzzParse \
 	; do
 	pkg=${target%%:*}

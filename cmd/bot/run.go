@@ -33,9 +33,14 @@ type command struct {
 
 func commands() map[string]command {
 	return map[string]command{
-		"serve":   {usage: "serve", summary: "run Keystone: webhooks, jobs, status page", run: serve},
-		"migrate": {usage: "migrate", summary: "apply database migrations and exit", run: migrate},
-		"version": {usage: "version", summary: "print the version", run: printVersion},
+		"serve":       {usage: "serve", summary: "run Keystone: webhooks, jobs, status page", run: serve},
+		"migrate":     {usage: "migrate", summary: "apply database migrations and exit", run: migrate},
+		"version":     {usage: "version", summary: "print the version", run: printVersion},
+		"secret":      {usage: "secret set|list|unset OWNER/REPO APP [KEY]", summary: "set (value on stdin), list names of, or unset an app's secrets", run: secretCommand},
+		"keys":        {usage: keysUsage, summary: "print a new encryption key, or re-encrypt every secret under the first key", run: keysCommand},
+		"audit":       {usage: auditUsage, summary: "check the audit trail's hash chain; names the first bad event", run: auditCommand},
+		"healthcheck": {usage: "healthcheck", summary: "exit 0 when the local Keystone answers /healthz (Docker HEALTHCHECK)", run: healthcheck},
+		"user":        {usage: "user add|list|remove", summary: "manage status page users (add: password on stdin)", run: userCommand},
 	}
 }
 
@@ -87,7 +92,7 @@ func printUsage(w io.Writer, cmds map[string]command) {
 	var b strings.Builder
 	b.WriteString("usage: keystone COMMAND\n\ncommands:\n")
 	for _, n := range names {
-		fmt.Fprintf(&b, "  %-36s %s\n", cmds[n].usage, cmds[n].summary)
+		fmt.Fprintf(&b, "  %-44s %s\n", cmds[n].usage, cmds[n].summary)
 	}
 	io.WriteString(w, b.String())
 }

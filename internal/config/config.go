@@ -191,14 +191,27 @@ func (c Config) checkProduction(r *reader) {
 	if len(c.WebhookSecret) == 0 {
 		r.problem("KEYSTONE_GITHUB_WEBHOOK_SECRET: required in production")
 	}
-	if _, set := r.lookup("KEYSTONE_ENCRYPTION_KEYS"); !set {
+	// Set but blank counts as missing: it would leave no key at all.
+	if _, set := r.raw("KEYSTONE_ENCRYPTION_KEYS"); !set {
 		r.problem("KEYSTONE_ENCRYPTION_KEYS: required in production (generate one with `keystone keys generate`)")
 	} else if c.UsesDevEncryptionKey() {
 		r.problem("KEYSTONE_ENCRYPTION_KEYS: the development key id \"dev\" is not allowed in production")
+	} else if id, ok := c.devKeyUnderAnotherID(); ok {
+		r.problem("KEYSTONE_ENCRYPTION_KEYS: key %q is the published development key; generate one with `keystone keys generate`", id)
 	}
 	if c.PublicURL.Scheme != "https" && !c.AllowHTTP {
 		r.problem("KEYSTONE_PUBLIC_URL: plain http in production; use https or set KEYSTONE_ALLOW_HTTP=1")
 	}
+}
+
+// devKeyUnderAnotherID finds the development key's bytes renamed.
+func (c Config) devKeyUnderAnotherID() (string, bool) {
+	for _, k := range c.EncryptionKeys {
+		if string(k.Key) == string(devEncryptionKey) {
+			return k.ID, true
+		}
+	}
+	return "", false
 }
 
 // reader collects problems while parsing variables, so that one Load reports all.

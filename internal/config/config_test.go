@@ -113,6 +113,23 @@ func TestProductionRefusesTheDevKey(t *testing.T) {
 	}
 }
 
+// TestProductionRefusesUnusableKeys: a blank list or the development key
+// under another id is as unsafe as no key.
+func TestProductionRefusesUnusableKeys(t *testing.T) {
+	for value, want := range map[string]string{
+		"   ": "KEYSTONE_ENCRYPTION_KEYS: required in production",
+		"k2:" + base64.StdEncoding.EncodeToString(make([]byte, 32)) + ",prod:" + base64.StdEncoding.EncodeToString([]byte("keystone-development-only-key-32")): `key "prod" is the published development key`,
+	} {
+		_, err := config.Load(env(map[string]string{
+			"KEYSTONE_ENV": "production", "KEYSTONE_GITHUB_WEBHOOK_SECRET": "s", "KEYSTONE_ALLOW_HTTP": "1",
+			"KEYSTONE_ENCRYPTION_KEYS": value,
+		}))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("KEYSTONE_ENCRYPTION_KEYS=%q: err = %v, want %q", value, err, want)
+		}
+	}
+}
+
 func TestProductionAcceptsSafeConfig(t *testing.T) {
 	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
 	for _, vars := range []map[string]string{

@@ -139,7 +139,7 @@ func (h *harness) deployOf(t *testing.T, app, sha string) store.Deployment {
 func (h *harness) cleanedUp(t *testing.T, id int64) {
 	t.Helper()
 	deploytest.Eventually(t, 30*time.Second, "the cleanup of a deployment", func() (bool, error) {
-		steps, err := h.Store.DeploymentSteps(context.Background(), id)
+		steps, err := h.Store.StepsOf(context.Background(), id)
 		for _, s := range steps {
 			if s.Name == "cleanup" && s.FinishedAt != nil {
 				return true, nil
@@ -152,7 +152,7 @@ func (h *harness) cleanedUp(t *testing.T, id int64) {
 // steps returns the names of a deployment's steps.
 func (h *harness) steps(t *testing.T, id int64) []string {
 	t.Helper()
-	steps, err := h.Store.DeploymentSteps(context.Background(), id)
+	steps, err := h.Store.StepsOf(context.Background(), id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keystone-app/keystone/internal/server"
@@ -97,5 +98,34 @@ func TestMetricsAccess(t *testing.T) {
 				t.Fatalf("metrics body lacks the counter: %s", rec.Body)
 			}
 		})
+	}
+}
+
+// TestSecurityHeadersOnEveryAnswer: SPEC §9's headers are on every answer of
+// the router, including probes, refusals, 404s and routes mounted later.
+func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
+	router := server.NewRouter(server.RouterConfig{Logger: discardLogger(), Gatherer: prometheus.NewRegistry()})
+	router.GET("/mounted-later", func(c *gin.Context) { c.String(http.StatusOK, "later") })
+	cases := []struct {
+		path, remote string
+		status       int
+	}{
+		{"/healthz", "127.0.0.1:1", http.StatusOK},
+		{"/readyz", "127.0.0.1:1", http.StatusOK},
+		{"/metrics", "192.0.2.1:1", http.StatusForbidden},
+		{"/no-such-page", "127.0.0.1:1", http.StatusNotFound},
+		{"/mounted-later", "127.0.0.1:1", http.StatusOK},
+	}
+	for _, tc := range cases {
+		rec := get(t, router, tc.path, tc.remote, "")
+		if rec.Code != tc.status {
+			t.Errorf("GET %s = %d, want %d", tc.path, rec.Code, tc.status)
+		}
+		h := rec.Header()
+		if h.Get("Content-Security-Policy") != server.ContentSecurityPolicy ||
+			!strings.Contains(h.Get("Content-Security-Policy"), "frame-ancestors 'none'") ||
+			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" {
+			t.Errorf("GET %s headers: %v", tc.path, h)
+		}
 	}
 }

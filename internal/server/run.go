@@ -20,6 +20,7 @@ import (
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/queue"
+	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
@@ -46,6 +47,9 @@ type parts struct {
 	// github talks to GitHub as the App; nil when KEYSTONE_GITHUB_APP_ID and
 	// the private key are not configured (nothing can be fetched or reported).
 	github *github.App
+	// secrets decrypts apps' secrets for the deploy engine and changes them
+	// for the status page.
+	secrets *secrets.Service
 	// processID names this process's job client and its liveness lock.
 	processID string
 	// hold are taken before the job client starts and released after it stops.
@@ -106,7 +110,13 @@ func (p *parts) assemble() error {
 	if err := p.addIntake(); err != nil {
 		return err
 	}
+	if err := p.addSecrets(); err != nil {
+		return err
+	}
 	if err := p.addDeploy(); err != nil {
+		return err
+	}
+	if err := p.addWeb(); err != nil {
 		return err
 	}
 	jobs, err := queue.NewClient(p.store.Pool(), p.workers, queue.Config{
@@ -125,7 +135,9 @@ func (p *parts) assemble() error {
 func (p *parts) jobsClient() *river.Client[pgx.Tx] { return p.jobs }
 
 func (p *parts) serve(ctx context.Context) error {
-	hook, err := webhook.NewHandler(p.cfg.WebhookSecret, queue.NewIntake(p.store, p.jobs), p.logger, p.registry)
+	intake := queue.NewIntake(p.store, p.jobs)
+	defer intake.Close()
+	hook, err := webhook.NewHandler(p.cfg.WebhookSecret, intake, p.logger, p.registry)
 	if err != nil {
 		return err
 	}

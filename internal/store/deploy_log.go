@@ -71,23 +71,6 @@ func (s *Store) AppendDeploymentLog(ctx context.Context, deploymentID int64, lin
 	return stored, nil
 }
 
-// DeploymentStep is one step of a deployment with its timing.
-type DeploymentStep struct {
-	Position   int
-	Name       string
-	StartedAt  time.Time
-	FinishedAt *time.Time
-	Error      string
-}
-
-// Duration is how long the step took, or has taken so far.
-func (s DeploymentStep) Duration() time.Duration {
-	if s.FinishedAt == nil {
-		return time.Since(s.StartedAt)
-	}
-	return s.FinishedAt.Sub(s.StartedAt)
-}
-
 // StartStep records that the deployment began step name and returns its position.
 func (q *Queries) StartStep(ctx context.Context, deploymentID int64, name string) (int, error) {
 	var pos int
@@ -119,23 +102,4 @@ func (q *Queries) FinishOpenSteps(ctx context.Context, deploymentID int64, errTe
 		return fmt.Errorf("close steps of deployment %d: %w", deploymentID, err)
 	}
 	return nil
-}
-
-// DeploymentSteps returns the steps of a deployment in order.
-func (q *Queries) DeploymentSteps(ctx context.Context, deploymentID int64) ([]DeploymentStep, error) {
-	rows, err := q.db.Query(ctx, `SELECT position, name, started_at, finished_at, error FROM deployment_steps
-		WHERE deployment_id = $1 ORDER BY position`, deploymentID)
-	if err != nil {
-		return nil, fmt.Errorf("read steps of deployment %d: %w", deploymentID, err)
-	}
-	defer rows.Close()
-	var out []DeploymentStep
-	for rows.Next() {
-		var s DeploymentStep
-		if err := rows.Scan(&s.Position, &s.Name, &s.StartedAt, &s.FinishedAt, &s.Error); err != nil {
-			return nil, fmt.Errorf("read steps of deployment %d: %w", deploymentID, err)
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
 }

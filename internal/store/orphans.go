@@ -32,9 +32,13 @@ func (s *Store) HoldProcessLock(ctx context.Context, id string) (release func(),
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			// Closing the connection drops the session and with it the lock;
-			// the pool replaces the connection.
-			_ = conn.Conn().Close(context.WithoutCancel(ctx))
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, processLockClass, id)
+			if err != nil {
+				// Closing the session drops the lock too; the pool replaces it.
+				_ = conn.Conn().Close(ctx)
+			}
 			conn.Release()
 		})
 	}, nil

@@ -48,7 +48,9 @@ func newRouter(t testing.TB, st *store.Store) http.Handler {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := webhook.NewHandler(testSecret, queue.NewIntake(st, jobs), discardLogger(), prometheus.NewRegistry())
+	intake := queue.NewIntake(st, jobs)
+	t.Cleanup(intake.Close)
+	h, err := webhook.NewHandler(testSecret, intake, discardLogger(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

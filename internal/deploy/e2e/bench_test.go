@@ -134,7 +134,7 @@ func breakdown(b *testing.B, s *stack, d store.Deployment) {
 		d.DeliveryID).Scan(&received); err != nil {
 		b.Fatal(err)
 	}
-	steps, err := s.Store.DeploymentSteps(context.Background(), d.ID)
+	steps, err := s.Store.StepsOf(context.Background(), d.ID)
 	if err != nil || d.StartedAt == nil {
 		b.Fatal(err)
 	}
@@ -146,7 +146,11 @@ func breakdown(b *testing.B, s *stack, d store.Deployment) {
 	line := fmt.Sprintf("  %s #%d: push job picked %.2fs, worked %.2fs, queue %.2fs", d.Kind, d.ID, pushPicked.Sub(received).Seconds(),
 		d.QueuedAt.Sub(pushPicked).Seconds(), d.StartedAt.Sub(d.QueuedAt).Seconds())
 	for _, st := range steps {
-		line += fmt.Sprintf(", %s %.2fs", st.Name, st.Duration().Seconds())
+		end := time.Now()
+		if st.FinishedAt != nil {
+			end = *st.FinishedAt
+		}
+		line += fmt.Sprintf(", %s %.2fs", st.Name, end.Sub(st.StartedAt).Seconds())
 	}
 	fmt.Println(line)
 }

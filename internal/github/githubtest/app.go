@@ -28,6 +28,9 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+r+"/issues/{number}/comments", s.requireRepo(s.createComment))
 	m.HandleFunc("PATCH "+r+"/issues/comments/{id}", s.requireRepo(s.editComment))
 	m.HandleFunc("POST "+r+"/issues/comments/{id}/reactions", s.requireRepo(s.createReaction))
+	m.HandleFunc("GET /login/oauth/authorize", s.authorize)
+	m.HandleFunc("POST /login/oauth/access_token", s.accessToken)
+	m.HandleFunc("GET /user", s.getUser)
 	m.HandleFunc("/", notFound)
 	s.mux = m
 }

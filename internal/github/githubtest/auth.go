@@ -33,6 +33,7 @@ const (
 type authResult struct {
 	kind    AuthKind
 	inst    int64  // installation of a token
+	login   string // user of an OAuth user token
 	message string // why an invalid credential was refused
 }
 
@@ -67,6 +68,9 @@ func (s *Server) authenticate(header string, now time.Time) authResult {
 	}
 	if inst, ok := s.validToken(cred, now); ok {
 		return authResult{kind: AuthToken, inst: inst}
+	}
+	if login, ok := s.userToken(cred); ok {
+		return authResult{kind: AuthUser, login: login}
 	}
 	return authResult{kind: AuthInvalid, message: msgBadCredentials}
 }
@@ -129,7 +133,7 @@ func (s *Server) requireJWT(h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 		case AuthNone:
 			writeError(w, http.StatusUnauthorized, msgNeedsAuth)
-		case AuthToken:
+		case AuthToken, AuthUser:
 			writeError(w, http.StatusUnauthorized, msgJWTUndecodable)
 		default:
 			writeError(w, http.StatusUnauthorized, a.message)

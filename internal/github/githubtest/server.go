@@ -64,6 +64,7 @@ type Server struct {
 	deliveries    []Delivery
 	redelivered   []Delivery
 	onRedeliver   func(Delivery)
+	oauth         oauthState
 }
 
 // Option configures a Server.

@@ -1,0 +1,98 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/keystone-app/keystone/internal/secrets"
+)
+
+const secretUsage = "secret set OWNER/REPO APP KEY | list OWNER/REPO APP | unset OWNER/REPO APP KEY"
+
+// secretCommand is `keystone secret set|list|unset`. The value of set is all of
+// standard input less one trailing line break; it is never printed.
+func secretCommand(ctx context.Context, e env) error {
+	sub, args, err := subcommand(e, "secret", secretUsage, map[string]int{"set": 3, "list": 2, "unset": 3})
+	if err != nil {
+		return err
+	}
+	owner, repo, ok := strings.Cut(args[0], "/")
+	if !ok || owner == "" || repo == "" || strings.Contains(repo, "/") {
+		return usageError{fmt.Sprintf("%q is not OWNER/REPO: keystone %s", args[0], secretUsage)}
+	}
+	app := args[1]
+	var value string
+	if sub == "set" {
+		if err := secrets.ValidName(args[2]); err != nil {
+			return err
+		}
+		if value, err = readSecretValue(e, args[2]); err != nil {
+			return err
+		}
+	}
+	svc, st, err := openSecrets(ctx, e)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	target := owner + "/" + repo + "/" + app
+	switch sub {
+	case "set":
+		if err := svc.Set(ctx, cliActor(e), owner, repo, app, args[2], value); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "set %s on %s (used from the next deploy)\n", args[2], target)
+	case "unset":
+		if err := svc.Unset(ctx, cliActor(e), owner, repo, app, args[2]); err != nil {
+			return err
+		}
+		fmt.Fprintf(e.stdout, "unset %s on %s (gone from the next deploy)\n", args[2], target)
+	case "list":
+		names, err := svc.List(ctx, owner, repo, app)
+		if err != nil {
+			return err
+		}
+		for _, n := range names {
+			fmt.Fprintln(e.stdout, n)
+		}
+	}
+	return nil
+}
+
+// readSecretValue reads the value from standard input, refusing more than a
+// secret may hold and dropping one trailing "\n" or "\r\n".
+func readSecretValue(e env, key string) (string, error) {
+	if interactive(e.stdin) {
+		fmt.Fprintf(e.stderr, "keystone: type the value of %s, then Enter and Ctrl-D\n", key)
+	}
+	b, err := io.ReadAll(io.LimitReader(e.stdin, secrets.MaxValueBytes+3))
+	if err != nil {
+		return "", fmt.Errorf("read the value of %s from standard input: %w", key, err)
+	}
+	v := string(b)
+	if s, ok := strings.CutSuffix(v, "\n"); ok {
+		v = strings.TrimSuffix(s, "\r")
+	}
+	if v == "" {
+		return "", fmt.Errorf("the value of %s is empty: give it on standard input, e.g. printf %%s \"$VALUE\" | keystone secret set ...", key)
+	}
+	return v, nil
+}
+
+// interactive reports whether r is a terminal (a character device other than
+// /dev/null), where a person is about to type.
+func interactive(r io.Reader) bool {
+	f, ok := r.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Mode()&os.ModeCharDevice == 0 {
+		return false
+	}
+	null, err := os.Stat(os.DevNull)
+	return err != nil || !os.SameFile(fi, null)
+}
