@@ -22,15 +22,13 @@ ALTER TABLE deployments
 -- A push delivery makes at most one deployment per app, however often its
 -- job runs.
 CREATE UNIQUE INDEX deployments_delivery_app ON deployments (delivery_id, app_id) WHERE delivery_id IS NOT NULL;
--- Superseding looks for newer pushes of an app; retention and rollback for
--- its successful deployments.
+-- Superseding looks for newer pushes of an app. (Retention and rollback
+-- look for its successful deployments through 00300's index.)
 CREATE INDEX deployments_app_pushes ON deployments (app_id, pushed_at, id) WHERE trigger = 'push';
-CREATE INDEX deployments_app_succeeded ON deployments (app_id, finished_at DESC) WHERE state = 'succeeded';
 CREATE INDEX apps_repository ON apps (lower(owner), lower(repo));
 
 -- +goose Down
 DROP INDEX apps_repository;
-DROP INDEX deployments_app_succeeded;
 DROP INDEX deployments_app_pushes;
 DROP INDEX deployments_delivery_app;
 ALTER TABLE deployments DROP COLUMN pushed_at, DROP COLUMN config;
