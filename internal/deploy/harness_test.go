@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -25,7 +26,18 @@ import (
 	"github.com/keystone-app/keystone/internal/webhook"
 )
 
-func TestMain(m *testing.M) { storetest.Main(m) }
+// TestMain runs the package's tests, four at a time unless -test.parallel
+// says otherwise: they spend most of their time waiting on the engine (builds,
+// health checks), not on the CPU.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", "4")
+	}
+	storetest.Main(m)
+}
 
 var debugLogs bool
 

@@ -79,10 +79,7 @@ func (e *Engine) work(ctx context.Context, jobID int64, attempt, maxAttempts int
 		return err
 	}
 	logger := e.logger.With(slog.Int64("job_id", jobID), slog.String("app", app.Key()), slog.Int64("deployment_id", d.ID))
-	secrets, err := e.appSecrets(ctx, app.ID)
-	if err != nil {
-		return err
-	}
+	secrets, secretsErr := e.appSecrets(ctx, app.ID)
 	values := make([]string, 0, len(secrets))
 	for _, v := range secrets {
 		values = append(values, v)
@@ -93,6 +90,10 @@ func (e *Engine) work(ctx context.Context, jobID int64, attempt, maxAttempts int
 	defer r.log.Close()
 	if cur, err := e.store.Deployment(ctx, app.CurrentDeploymentID); err == nil {
 		r.servingSHA = cur.SHA
+	}
+	if secretsErr != nil {
+		// Without its secrets the app cannot run as configured.
+		return e.retry(ctx, r, secretsErr)
 	}
 	if d.State == store.StateRunning {
 		r.log.Printf("Attempt %d of %d: the previous attempt was interrupted; starting again from a safe point", attempt, maxAttempts)
@@ -348,9 +349,13 @@ func (e *Engine) endStep(ctx context.Context, r *run, errText string) {
 }
 
 // finish ends the deployment in state with description, audited and
-// notified in one transaction.
+// notified in one transaction. The log is complete before the state is
+// final, so that a reader following it until the deployment finishes
+// misses no line.
 func (e *Engine) finish(ctx context.Context, r *run, state, description string) error {
 	e.endStep(ctx, r, "")
+	r.log.Printf("%s", description)
+	r.log.Flush(ctx)
 	d, err := e.update(ctx, func(q *store.Queries) (store.Deployment, error) {
 		d, err := q.FinishDeployment(ctx, r.d.ID, state, description)
 		if err != nil {
@@ -367,7 +372,6 @@ func (e *Engine) finish(ctx context.Context, r *run, state, description string) 
 		return err
 	}
 	r.d = d
-	r.log.Printf("%s", description)
 	if d.StartedAt != nil {
 		e.metrics.duration.WithLabelValues(d.Kind, d.State).Observe(time.Since(*d.StartedAt).Seconds())
 	}

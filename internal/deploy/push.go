@@ -171,6 +171,12 @@ func (e *Engine) recordPush(ctx context.Context, p push, logger *slog.Logger, fi
 				if err != nil {
 					return err
 				}
+				if len(logLines) > 0 {
+					lines := append([]string{"==> " + keystoneyml.FileName + " at " + shortSHA(p.sha) + " is invalid:"}, logLines...)
+					if _, err := q.AppendLogLines(ctx, d.ID, lines, e.cfg.LogLimit); err != nil {
+						return err
+					}
+				}
 				created = append(created, d)
 			}
 			if len(created) == 0 {
@@ -198,12 +204,6 @@ func (e *Engine) recordPush(ctx context.Context, p push, logger *slog.Logger, fi
 		return err
 	}
 	for _, d := range created {
-		if len(logLines) > 0 && d.Finished() {
-			lines := append([]string{"==> " + keystoneyml.FileName + " at " + shortSHA(p.sha) + " is invalid:"}, logLines...)
-			if _, err := e.store.AppendDeploymentLog(ctx, d.ID, lines, e.cfg.LogLimit); err != nil {
-				logger.WarnContext(ctx, "store deployment log", slog.String("error", err.Error()))
-			}
-		}
 		logger.InfoContext(ctx, "push recorded", slog.Int64("deployment_id", d.ID), slog.Int64("app_id", d.AppID),
 			slog.String("state", d.State), slog.String("description", d.Description))
 	}
