@@ -39,7 +39,7 @@ var (
 	buildExitCode = regexp.MustCompile(`returned a non-zero code: (\d+)`)
 	// engineRace matches the classic builder's errors when a cached layer
 	// disappears under it.
-	engineRace = regexp.MustCompile(`failed to get digest|[Nn]o such image|layer does not exist|unknown parent image`)
+	engineRace = regexp.MustCompile(`failed to get digest|[Nn]o such image|unable to find image "sha256:|layer does not exist|unknown parent image`)
 )
 
 // buildImage builds r's image from the mirror through the engine's API,

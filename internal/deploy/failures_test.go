@@ -135,8 +135,12 @@ func TestFailingHealthKeepsThePreviousVersion(t *testing.T) {
 	if !strings.Contains(log, "v2 is broken") {
 		t.Errorf("the failed container's output is not in the log:\n%s", log)
 	}
-	if got := h.steps(t, d.ID); strings.Join(got, ",") != "fetch,build,start,switch,health,restore" {
-		t.Errorf("steps %v", got)
+	// (An attempt cut short by the engine is retried from the fetch; the
+	// last attempt's steps end the list.)
+	if got := strings.Join(h.steps(t, d.ID), ","); !strings.HasSuffix(got, "fetch,build,start,switch,health,restore") {
+		t.Errorf("steps %v; log:\n%s", got, log)
+	} else if got != "fetch,build,start,switch,health,restore" {
+		t.Logf("the update was retried; log:\n%s", log)
 	}
 	stillServesV1(t, h, v1, port)
 }

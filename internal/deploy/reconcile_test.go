@@ -128,7 +128,7 @@ func buildForeign(t *testing.T, h *harness, labels map[string]string) string {
 	tw := tar.NewWriter(&ctxTar)
 	files := map[string][]byte{
 		"Dockerfile": []byte("FROM scratch\nCOPY app /app\nENTRYPOINT [\"/app\"]\n"),
-		"app":        gittest.TestAppBinary(t),
+		"app":        gittest.TestAppBinaryOf(t),
 	}
 	for name, b := range files {
 		_ = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(b))})
@@ -141,11 +141,11 @@ func buildForeign(t *testing.T, h *harness, labels map[string]string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, _ = io.Copy(io.Discard, resp.Body)
+	out, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	info, err := h.Docker.ImageInspect(context.Background(), tag)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("build a foreign image: %v\n%s", err, out)
 	}
 	t.Cleanup(func() {
 		_, _ = h.Docker.ImageRemove(context.Background(), info.ID, image.RemoveOptions{Force: true, PruneChildren: true})

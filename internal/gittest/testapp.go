@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -73,7 +74,7 @@ func AppFiles(t testing.TB, dir string, b Behaviour) map[string][]byte {
 	}
 	dockerfile += "ENTRYPOINT [\"/app\"]\n"
 	return map[string][]byte{
-		filepath.Join(dir, "app"):            TestAppBinary(t),
+		filepath.Join(dir, "app"):            TestAppBinaryOf(t),
 		filepath.Join(dir, "behaviour.json"): append(behaviour, '\n'),
 		filepath.Join(dir, "Dockerfile"):     []byte(dockerfile),
 	}
@@ -88,6 +89,16 @@ func KeystoneYML(app, branch string, extra ...string) []byte {
 		b.WriteString("    " + l + "\n")
 	}
 	return []byte(b.String())
+}
+
+// TestAppBinaryOf is TestAppBinary with t's name appended (the program
+// ignores it): the same within a test, so its updates reuse the image layer
+// of the binary, and different between tests, so that tests running at
+// once never share that layer, which one test's clean-up could remove under
+// another's build.
+func TestAppBinaryOf(t testing.TB) []byte {
+	t.Helper()
+	return append(slices.Clone(TestAppBinary(t)), []byte("\x00keystone-test:"+t.Name())...)
 }
 
 var testApp struct {
