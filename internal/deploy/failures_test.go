@@ -2,6 +2,8 @@ package deploy_test
 
 import (
 	"context"
+	"fmt"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -270,4 +272,45 @@ func TestAppRemovedFromConfig(t *testing.T) {
 	if deploytest.Serves(apiPort, "v1") {
 		t.Fatal("the removed app still answers")
 	}
+}
+
+func TestBuildTimeoutFailsTheBuild(t *testing.T) {
+	h := newHarness(t, "slowbuild", func(o *options) { o.cfg.BuildTimeout = 3 * time.Second })
+	files := deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1", BuildStep: true, BuildSleep: time.Minute})
+	sha := h.push(t, "main", files)
+	d := h.deployOf(t, "web", sha)
+	mustState(t, d, store.StateFailed)
+	if d.Description != "Build failed: timed out after 3s" {
+		t.Errorf("description %q", d.Description)
+	}
+	deploytest.Eventually(t, 30*time.Second, "the build's containers gone", func() (bool, error) {
+		return len(h.Containers(t)) == 0, nil
+	})
+}
+
+// TestUnreachableEngineEndsErroredAfterItsAttempts: Keystone's fault, not
+// the app's: the deployment is retried, then ends errored naming the
+// cause; nothing stays pending.
+func TestUnreachableEngineEndsErroredAfterItsAttempts(t *testing.T) {
+	h := newHarness(t, "noengine", func(o *options) {
+		o.docker = "unix://" + filepath.Join(t.TempDir(), "no-docker.sock")
+	})
+	sha := h.push(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1"}))
+	d := h.deployOf(t, "web", sha)
+	mustState(t, d, store.StateErrored)
+	if d.Description != "Deploy errored: Docker unreachable" {
+		t.Errorf("description %q", d.Description)
+	}
+	log := strings.Join(h.Log(t, d.ID), "\n")
+	for _, want := range []string{"Attempt 1 of 3 failed", "Attempt 2 of 3 failed", "Attempt 3 of 3 failed"} {
+		if !strings.Contains(log, want) {
+			t.Errorf("log lacks %q:\n%s", want, log)
+		}
+	}
+	deploytest.Eventually(t, 10*time.Second, "no job pending", func() (bool, error) {
+		var pending int
+		err := h.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM river_job
+			WHERE state NOT IN ('completed', 'discarded', 'cancelled')`).Scan(&pending)
+		return err == nil && pending == 0, fmt.Errorf("%d pending, %v", pending, err)
+	})
 }

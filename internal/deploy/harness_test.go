@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/client"
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 
@@ -57,6 +58,7 @@ type harness struct {
 type options struct {
 	cfg     deploy.Config
 	workers int
+	docker  string // the engine's DOCKER_HOST; "" for the test's engine
 }
 
 func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
@@ -79,7 +81,15 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 		opt(&o)
 	}
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: env.Docker, Tokens: h.tokens, Secrets: h.secrets,
+	var engineDocker deploy.Docker = env.Docker
+	if o.docker != "" {
+		c, err := client.NewClientWithOpts(client.WithHost(o.docker), client.WithAPIVersionNegotiation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		engineDocker = c
+	}
+	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
 		Logger: logger}, o.cfg)
 	if err != nil {
 		t.Fatal(err)
