@@ -3,6 +3,8 @@ package deploy
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -46,8 +48,12 @@ func NewSources(dataDir string) *Sources {
 
 var shaPattern = regexp.MustCompile(`^[0-9a-f]{40}$`)
 
+// mirror is the directory of r's mirror. The hash of the full name keeps two
+// repositories whose names read alike once cleaned ("a.b", "a-b") apart: a
+// mirror must never serve one repository's commits for another's.
 func (s *Sources) mirror(r Repo) string {
-	return filepath.Join(s.dir, slug(r.Owner), slug(r.Name)+".git")
+	sum := sha256.Sum256([]byte(strings.ToLower(r.Owner + "/" + r.Name)))
+	return filepath.Join(s.dir, slug(r.Owner), slug(r.Name)+"-"+hex.EncodeToString(sum[:6])+".git")
 }
 
 // Has reports whether the mirror holds commit sha.

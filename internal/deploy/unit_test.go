@@ -162,3 +162,13 @@ func TestFetchProblems(t *testing.T) {
 		}
 	}
 }
+
+func TestMirrorsOfLookalikeRepositoriesAreApart(t *testing.T) {
+	s := NewSources(t.TempDir())
+	a := s.mirror(Repo{Owner: "octo", Name: "a.b"})
+	b := s.mirror(Repo{Owner: "octo", Name: "a-b"})
+	c := s.mirror(Repo{Owner: "Octo", Name: "A.B"})
+	if a == b || a != c {
+		t.Fatalf("mirrors %s, %s, %s: lookalikes must differ, case must not", a, b, c)
+	}
+}
