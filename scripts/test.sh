@@ -23,6 +23,7 @@ for target in \
 	./internal/audit:FuzzCanonicalJSON \
 	./internal/secrets:FuzzRedact \
 	./internal/web:FuzzParseANSI \
+	./internal/deploy/keystoneyml:FuzzParse \
 	./internal/conversation:FuzzParse \
 	; do
 	pkg=${target%%:*}

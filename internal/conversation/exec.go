@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
@@ -295,24 +293,12 @@ func (h *handling) linkLate(ctx context.Context, app store.App, deploymentID int
 	})
 }
 
-// isRefusal is the default CommandsConfig.IsRefusal: an error of the
-// request itself, not of the context, the network or the database.
+// isRefusal is the default CommandsConfig.IsRefusal: the engine refusing
+// the request (*deploy.RequestError, written for the person who asked).
+// Anything else (a fetch, the database) is retried with the job.
 func isRefusal(err error) bool {
-	var pg *pgconn.PgError
-	var ne net.Error
-	switch {
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return false
-	case errors.As(err, &ne), pgconn.SafeToRetry(err), pgconn.Timeout(err):
-		return false
-	case errors.As(err, &pg):
-		// Connection, transaction, resource and operator classes: retry.
-		switch pg.Code[:2] {
-		case "08", "40", "53", "57", "58":
-			return false
-		}
-	}
-	return true
+	var re *deploy.RequestError
+	return errors.As(err, &re)
 }
 
 // since formats how long ago t was, for replies.

@@ -46,8 +46,8 @@ type CommandsConfig struct {
 	// Registerer, when set, gets keystone_commands_total.
 	Registerer prometheus.Registerer
 	// IsRefusal tells a Requester error that is the commenter's to fix
-	// (shown to them; the command ends) from one to retry. Default:
-	// anything but context and database errors.
+	// (shown to them; the command ends) from one to retry. Default: a
+	// *deploy.RequestError.
 	IsRefusal func(error) bool
 }
 

@@ -3,7 +3,6 @@ package conversation_test
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -337,4 +336,4 @@ func (e *env) processed(deliveryGUID string) bool {
 	return done
 }
 
-var errNothingToRollBack = errors.New("no successful deployment before the one serving now")
+var errNothingToRollBack = &deploy.RequestError{Reason: "no successful deployment before the one serving now"}

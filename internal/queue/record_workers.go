@@ -17,22 +17,6 @@ type DeliveryStore interface {
 	MarkDeliveryProcessed(ctx context.Context, id int64) error
 }
 
-// RecordPushWorker is the push worker until the deploy engine takes over: it
-// records that the push was seen and does nothing else.
-type RecordPushWorker struct {
-	river.WorkerDefaults[PushArgs]
-	Store  DeliveryStore
-	Logger *slog.Logger
-}
-
-// Timeout is PushTimeout.
-func (w *RecordPushWorker) Timeout(*river.Job[PushArgs]) time.Duration { return PushTimeout }
-
-// Work marks the push delivery processed.
-func (w *RecordPushWorker) Work(ctx context.Context, job *river.Job[PushArgs]) error {
-	return recordDelivery(ctx, w.Store, w.Logger, job.ID, job.Args.DeliveryID)
-}
-
 // RecordCommentWorker is the comment worker until comment commands exist.
 type RecordCommentWorker struct {
 	river.WorkerDefaults[CommentArgs]

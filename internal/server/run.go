@@ -17,7 +17,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/keystone-app/keystone/internal/config"
-	"github.com/keystone-app/keystone/internal/conversation"
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/queue"
@@ -55,12 +54,13 @@ type parts struct {
 	processID string
 	// hold are taken before the job client starts and released after it stops.
 	hold []func(ctx context.Context) (release func(), err error)
-	// notifier hears of every deployment change (set by addConversation);
-	// the deploy engine calls it.
+	// notifier hears of every deployment change; set by addConversation,
+	// which comes before addDeploy.
 	notifier deploy.Notifier
-	// requester starts deployments people ask for (set by the deploy
-	// engine); commands reach it when they run.
-	requester conversation.Requester
+	// engine runs deployments; requester takes deployments asked for by
+	// people (comment commands, the status page). Set by addDeploy.
+	engine    *deploy.Engine
+	requester *deploy.Requester
 }
 
 // loop is a background task that runs while Keystone serves and returns when
@@ -77,7 +77,9 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 	if cfg.DatabaseURL == "" {
 		return errors.New("DATABASE_URL is not set (make run starts a local PostgreSQL for you)")
 	}
-	st, err := store.Open(ctx, cfg.DatabaseURL)
+	// Each deploy worker holds a connection for its app lock while it works
+	// and uses another; intake workers, River and pages need their own.
+	st, err := store.Open(ctx, cfg.DatabaseURL, store.MinConns(int32(2*cfg.Workers+16)))
 	if err != nil {
 		return err
 	}
@@ -115,6 +117,9 @@ func (p *parts) assemble() error {
 		return err
 	}
 	if err := p.addConversation(); err != nil {
+		return err
+	}
+	if err := p.addDeploy(); err != nil {
 		return err
 	}
 	if err := p.addWeb(); err != nil {

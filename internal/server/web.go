@@ -6,10 +6,9 @@ import (
 )
 
 // addWeb mounts the status page (SPEC §9) and its housekeeping loop, which
-// also ends live log streams when Keystone stops. It needs addSecrets
-// first. The redeploy/rollback requester and Docker's container state are
-// left nil until their capabilities are wired here: the page then says they
-// are not available.
+// also ends live log streams when Keystone stops. It needs addSecrets and
+// addDeploy first: redeploy and rollback go through the deploy engine's
+// requester, and container state comes from the engine.
 func (p *parts) addWeb() error {
 	accounts, err := users.NewDirectory(p.store, users.DefaultParams())
 	if err != nil {
@@ -19,6 +18,7 @@ func (p *parts) addWeb() error {
 		Store: p.store, Accounts: accounts, Secrets: p.secrets, Logger: p.logger,
 		PublicURL: p.cfg.PublicURL, GitHubWebURL: p.cfg.GitHubWebURL, GitHubAPIURL: p.cfg.GitHubAPIURL,
 		AppHost: p.cfg.AppHost, OAuthClientID: p.cfg.OAuthClientID, OAuthClientSecret: p.cfg.OAuthClientSecret,
+		Requester: p.requester, Containers: containers{p.engine},
 	})
 	if err != nil {
 		return err

@@ -38,9 +38,23 @@ type Queries struct{ db DBTX }
 // NewQueries binds the queries to db (typically a pgx.Tx).
 func NewQueries(db DBTX) *Queries { return &Queries{db: db} }
 
+// Option adjusts the connection pool of Open.
+type Option func(*pgxpool.Config)
+
+// MinConns makes the pool hold at least n connections. Every running deploy
+// job holds one for its app lock for as long as it runs, and needs another
+// to work: size the pool from the number of workers, or jobs starve.
+func MinConns(n int32) Option {
+	return func(c *pgxpool.Config) {
+		if c.MaxConns < n {
+			c.MaxConns = n
+		}
+	}
+}
+
 // Open connects to url, checks the connection and returns the store. It does
 // not migrate: call Migrate.
-func Open(ctx context.Context, url string) (*Store, error) {
+func Open(ctx context.Context, url string, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		// pgx's message may quote the URL with its password: keep only the gist.
@@ -48,6 +62,9 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	}
 	if cfg.MaxConns < 8 {
 		cfg.MaxConns = 8 // webhook acks, workers holding app locks, pages
+	}
+	for _, o := range opts {
+		o(cfg)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

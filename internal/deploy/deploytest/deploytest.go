@@ -1,0 +1,270 @@
+// Package deploytest sets up what tests of the deploy engine need, all
+// real but GitHub's REST API: a fresh migrated database, the fake GitHub with
+// an installation, a git server holding the installation's repository, the
+// Docker engine, and a block of host ports. When the test ends it removes
+// every container and image carrying the test database's instance id.
+package deploytest
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/client"
+
+	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/github/githubtest"
+	"github.com/keystone-app/keystone/internal/gittest"
+	"github.com/keystone-app/keystone/internal/store"
+	"github.com/keystone-app/keystone/internal/store/storetest"
+)
+
+// Installation is the id of the fake GitHub's installation owning Repo.
+const Installation int64 = 42
+
+// Env is one test's world.
+type Env struct {
+	GitHub    *githubtest.Server
+	Git       *gittest.Server
+	Repo      *gittest.Repo
+	Docker    *client.Client
+	DBURL     string
+	Store     *store.Store
+	Instance  string // the database's instance id (label io.keystone.instance)
+	PortRange config.PortRange
+}
+
+// Docker returns a client of the engine the environment names. Unreachable,
+// it fails the test under CI=true and skips it otherwise.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		_, err = c.Ping(ctx)
+		cancel()
+	}
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatalf("deploytest: Docker is required with CI=true: %v", err)
+		}
+		t.Skipf("deploytest: Docker unreachable: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// New makes a test's world with repository octo/<repo>.
+func New(t testing.TB, repo string) *Env {
+	t.Helper()
+	e := &Env{Docker: Docker(t)}
+	e.DBURL = storetest.Fresh(t)
+	st, err := store.Open(context.Background(), e.DBURL, store.MinConns(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	e.Store = st
+	if e.Instance, err = st.InstanceID(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	full := "octo/" + repo
+	e.GitHub = githubtest.New(t)
+	e.GitHub.AddInstallation(Installation, "octo", full)
+	e.Git = gittest.NewServer(t, e.GitHub)
+	e.Repo = e.Git.CreateRepo(t, full, Installation, e.GitHub.RepositoryID(full))
+	e.PortRange = FreePortRange(t, 40)
+	t.Cleanup(func() { e.RemoveAll(t) })
+	return e
+}
+
+// FreePortRange returns n consecutive ports, none listening now, from a
+// random place above 20000, so that tests running at once rarely meet.
+func FreePortRange(t testing.TB, n int) config.PortRange {
+	t.Helper()
+	for range 50 {
+		r, _ := rand.Int(rand.Reader, big.NewInt(int64((60000-20000)/n)))
+		first := 20000 + int(r.Int64())*n
+		free := true
+		for p := first; p < first+n && free; p++ {
+			l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
+			if err != nil {
+				free = false
+				continue
+			}
+			l.Close()
+		}
+		if free {
+			return config.PortRange{First: first, Last: first + n - 1}
+		}
+	}
+	t.Fatal("deploytest: no free port range")
+	return config.PortRange{}
+}
+
+// Filter selects this instance's containers or images, with more labels
+// ("key=value") when given.
+func (e *Env) Filter(more ...string) filters.Args {
+	f := filters.NewArgs(filters.Arg("label", "io.keystone.instance="+e.Instance))
+	for _, m := range more {
+		f.Add("label", m)
+	}
+	return f
+}
+
+// Containers lists this instance's containers, running or not.
+func (e *Env) Containers(t testing.TB, labels ...string) []container.Summary {
+	t.Helper()
+	list, err := e.Docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: e.Filter(labels...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// Images lists this instance's images.
+func (e *Env) Images(t testing.TB, labels ...string) []image.Summary {
+	t.Helper()
+	list, err := e.Docker.ImageList(context.Background(), image.ListOptions{Filters: e.Filter(labels...)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+// RemoveAll removes this instance's containers and images.
+func (e *Env) RemoveAll(t testing.TB) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if list, err := e.Docker.ContainerList(ctx, container.ListOptions{All: true, Filters: e.Filter()}); err == nil {
+		for _, c := range list {
+			_ = e.Docker.ContainerRemove(ctx, c.ID, container.RemoveOptions{Force: true})
+		}
+	}
+	if list, err := e.Docker.ImageList(ctx, image.ListOptions{Filters: e.Filter()}); err == nil {
+		for _, img := range list {
+			_, _ = e.Docker.ImageRemove(ctx, img.ID, image.RemoveOptions{Force: true, PruneChildren: true})
+		}
+	}
+}
+
+// Get asks the app on host port port for path and returns the status and body.
+func Get(port int, path string) (int, string, error) {
+	c := &http.Client{Timeout: 3 * time.Second}
+	resp, err := c.Get(fmt.Sprintf("http://127.0.0.1:%d%s", port, path))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), err
+}
+
+// Serves reports whether the app on port answers GET / with version=want.
+func Serves(port int, want string) bool {
+	status, body, err := Get(port, "/")
+	return err == nil && status == 200 && strings.TrimSpace(body) == "version="+want
+}
+
+// Eventually polls cond every 50ms until it holds or timeout passes, then
+// fails the test saying what was awaited and, if cond returned one, why not.
+func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		last = err
+		if time.Now().After(deadline) {
+			t.Fatalf("deploytest: %s: not within %s (last: %v)", what, timeout, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// WaitFinished waits until deployment id is finished and returns it.
+func (e *Env) WaitFinished(t testing.TB, id int64, timeout time.Duration) store.Deployment {
+	t.Helper()
+	var d store.Deployment
+	Eventually(t, timeout, fmt.Sprintf("deployment %d finished", id), func() (bool, error) {
+		var err error
+		d, err = e.Store.Deployment(context.Background(), id)
+		return err == nil && d.Finished(), fmt.Errorf("state %s, step %s, err %v", d.State, d.Step, err)
+	})
+	return d
+}
+
+// Deployments returns every deployment of the app named name, oldest first.
+func (e *Env) Deployments(t testing.TB, name string) []store.Deployment {
+	t.Helper()
+	rows, err := e.Store.Pool().Query(context.Background(), `
+		SELECT d.id FROM deployments d JOIN apps a ON a.id = d.app_id WHERE a.name = $1 ORDER BY d.id`, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	rows.Close()
+	out := make([]store.Deployment, 0, len(ids))
+	for _, id := range ids {
+		d, err := e.Store.Deployment(context.Background(), id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// App returns the app named name of the repository.
+func (e *Env) App(t testing.TB, name string) store.App {
+	t.Helper()
+	a, err := e.Store.AppByName(context.Background(), e.Repo.Owner, e.Repo.Name, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
+}
+
+// Log returns the stored log of a deployment.
+func (e *Env) Log(t testing.TB, id int64) []string {
+	t.Helper()
+	lines, err := e.Store.DeploymentLog(context.Background(), id, 0, 100000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := make([]string, len(lines))
+	for i, l := range lines {
+		out[i] = l.Text
+	}
+	return out
+}
+
+// Files returns the test app's files with behaviour b plus a .keystone.yml.
+func Files(t testing.TB, keystoneYML []byte, b gittest.Behaviour) map[string][]byte {
+	t.Helper()
+	files := gittest.AppFiles(t, "", b)
+	files[".keystone.yml"] = keystoneYML
+	return files
+}

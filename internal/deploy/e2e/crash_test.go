@@ -1,0 +1,126 @@
+package e2e_test
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keystone-app/keystone/internal/deploy/deploytest"
+	"github.com/keystone-app/keystone/internal/gittest"
+	"github.com/keystone-app/keystone/internal/store"
+)
+
+// TestSIGKILLDuringEachStep kills Keystone (SIGKILL: no shutdown code runs)
+// while an update is fetching, building, checking health or switching, then
+// starts it again. Every time the update ends in a defined state (retried
+// from a safe point, or failed), the previous version serves until then,
+// nothing is left pending and no container is orphaned.
+func TestSIGKILLDuringEachStep(t *testing.T) {
+	yml := []byte("apps:\n  - name: web\n    branch: main\n    port: 8080\n    health_check_path: /healthz\n    health_check_timeout: 20s\n")
+	cases := []struct {
+		name string
+		v1   gittest.Behaviour
+		v2   gittest.Behaviour
+		// prepare runs before the push; it returns what to do after the
+		// restart. kill waits for the moment to kill.
+		prepare func(t *testing.T, s *stack) (after func())
+		kill    func(t *testing.T, s *stack, sha string)
+		state   string // how the update ends
+		// resumed: the deploy job itself was interrupted (the fetch of a
+		// push happens in the push job, before there is a deployment).
+		resumed bool
+	}{
+		{
+			name: "fetch",
+			v1:   gittest.Behaviour{Version: "v1"},
+			v2:   gittest.Behaviour{Version: "v2"},
+			prepare: func(t *testing.T, s *stack) func() {
+				s.fetchBaseline = s.fetchesInFlight.Load()
+				return s.Git.Stall(s.Repo.FullName)
+			},
+			kill: func(t *testing.T, s *stack, _ string) {
+				deploytest.Eventually(t, 30*time.Second, "a fetch in flight", func() (bool, error) {
+					return s.fetchesInFlight.Load() > s.fetchBaseline, nil
+				})
+			},
+			state: store.StateSucceeded,
+		},
+		{
+			name: "build",
+			v1:   gittest.Behaviour{Version: "v1"},
+			v2:   gittest.Behaviour{Version: "v2", BuildStep: true, BuildSleep: 6 * time.Second, BuildPrint: []string{"building slowly"}},
+			kill: func(t *testing.T, s *stack, sha string) {
+				d := s.deploymentOf(t, "web", sha)
+				deploytest.Eventually(t, 60*time.Second, "the build step running", func() (bool, error) {
+					return strings.Contains(strings.Join(s.Log(t, d.ID), "\n"), "building slowly"), nil
+				})
+			},
+			state:   store.StateSucceeded,
+			resumed: true,
+		},
+		{
+			name: "health check",
+			v1:   gittest.Behaviour{Version: "v1"},
+			v2:   gittest.Behaviour{Version: "v2", StartDelay: 30 * time.Second},
+			kill: func(t *testing.T, s *stack, sha string) {
+				s.waitStep(t, s.deploymentOf(t, "web", sha).ID, "health")
+			},
+			// The retried check fails again (the app needs 30s, the check
+			// gives 20s): v1 is restored.
+			state:   store.StateFailed,
+			resumed: true,
+		},
+		{
+			name: "switch",
+			v1:   gittest.Behaviour{Version: "v1", IgnoreTerm: true}, // stopping it takes the grace period
+			v2:   gittest.Behaviour{Version: "v2"},
+			kill: func(t *testing.T, s *stack, sha string) {
+				s.waitStep(t, s.deploymentOf(t, "web", sha).ID, "switch")
+			},
+			state:   store.StateSucceeded,
+			resumed: true,
+		},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			s := newStack(t, "crash-"+strings.ReplaceAll(c.name, " ", "-"))
+			sha1 := s.push(t, deploytest.Files(t, yml, c.v1))
+			v1 := s.WaitFinished(t, s.deploymentOf(t, "web", sha1).ID, 90*time.Second)
+			if v1.State != store.StateSucceeded {
+				t.Fatalf("v1: %s %s", v1.State, v1.Description)
+			}
+			port := s.App(t, "web").HostPort
+
+			after := func() {}
+			if c.prepare != nil {
+				after = c.prepare(t, s)
+			}
+			sha2 := s.push(t, gittest.AppFiles(t, "", c.v2))
+			c.kill(t, s, sha2)
+			s.killAndRestart(t)
+			after()
+
+			v2 := s.WaitFinished(t, s.deploymentOf(t, "web", sha2).ID, 150*time.Second)
+			if v2.State != c.state {
+				t.Fatalf("v2 after the crash: %s (%s), want %s\n%s", v2.State, v2.Description, c.state,
+					strings.Join(s.Log(t, v2.ID), "\n"))
+			}
+			t.Logf("log of the interrupted update:\n%s", strings.Join(s.Log(t, v2.ID), "\n"))
+			s.settled(t)
+			want, cur := "v2", v2.ID
+			if c.state != store.StateSucceeded {
+				want, cur = "v1", v1.ID
+			}
+			if app := s.App(t, "web"); app.CurrentDeploymentID != cur || app.HostPort != port {
+				t.Fatalf("app serves #%d on %d, want #%d on %d", app.CurrentDeploymentID, app.HostPort, cur, port)
+			}
+			if !deploytest.Serves(port, want) {
+				t.Fatalf("%s does not serve after recovery", want)
+			}
+			if log := strings.Join(s.Log(t, v2.ID), "\n"); c.resumed && !strings.Contains(log, "interrupted") {
+				t.Errorf("the log does not tell of the interruption:\n%s", log)
+			}
+		})
+	}
+}

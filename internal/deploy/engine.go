@@ -1,0 +1,264 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/riverqueue/river"
+
+	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/queue"
+	"github.com/keystone-app/keystone/internal/store"
+)
+
+// TokenSource gives installation access tokens; *github.App implements it.
+type TokenSource interface {
+	InstallationToken(ctx context.Context, installationID int64) (string, error)
+}
+
+// Config tunes the engine. Zero values take the defaults.
+type Config struct {
+	// DataDir holds the source mirrors (KEYSTONE_DATA_DIR).
+	DataDir string
+	// PortRange is where app host ports come from (KEYSTONE_PORT_RANGE).
+	PortRange config.PortRange
+	// BuildTimeout bounds one image build. Default 15 minutes.
+	BuildTimeout time.Duration
+	// StopTimeout is how long a stopping container gets before SIGKILL.
+	// Default 10 seconds.
+	StopTimeout time.Duration
+	// KeepImages is how many successful images of an app are kept for
+	// rollbacks. Default 5.
+	KeepImages int
+	// LogLimit caps each deployment's stored log. Default DefaultLogLimit.
+	LogLimit store.LogLimit
+	// ProbeHost is where health checks reach host ports. Default 127.0.0.1.
+	ProbeHost string
+	// HealthInterval is the pause between health probes. Default 100ms.
+	HealthInterval time.Duration
+	// NoPathWait is how long an app without health_check_path must run to be
+	// healthy. Default 5 seconds (SPEC §6).
+	NoPathWait time.Duration
+	// ReconcileInterval is how often containers are matched against the
+	// database. Default one minute.
+	ReconcileInterval time.Duration
+	// PidsLimit caps the processes of an app's container. Default 512.
+	PidsLimit int64
+}
+
+func (c Config) withDefaults() Config {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d <= 0 {
+			*d = v
+		}
+	}
+	def(&c.BuildTimeout, 15*time.Minute)
+	def(&c.StopTimeout, 10*time.Second)
+	def(&c.HealthInterval, 100*time.Millisecond)
+	def(&c.NoPathWait, 5*time.Second)
+	def(&c.ReconcileInterval, time.Minute)
+	if c.KeepImages <= 0 {
+		c.KeepImages = 5
+	}
+	if c.LogLimit.Lines <= 0 || c.LogLimit.Bytes <= 0 {
+		c.LogLimit = DefaultLogLimit
+	}
+	if c.ProbeHost == "" {
+		c.ProbeHost = "127.0.0.1"
+	}
+	if c.PidsLimit <= 0 {
+		c.PidsLimit = 512
+	}
+	if c.PortRange.First == 0 {
+		c.PortRange = config.PortRange{First: 9000, Last: 9999}
+	}
+	if c.DataDir == "" {
+		c.DataDir = "./.keystone"
+	}
+	return c
+}
+
+// Deps are what the engine works with. Store, Docker and Logger are
+// required; the rest are optional.
+type Deps struct {
+	Store  *store.Store
+	Docker Docker
+	// Tokens fetch sources; without it (no GitHub App configured) pushes
+	// and rebuilds fail with a clear error.
+	Tokens TokenSource
+	// Secrets supplies the apps' secret variables; nil: none.
+	Secrets Secrets
+	// Notifier hears of deployment changes; nil: nobody.
+	Notifier Notifier
+	// Switcher puts new containers in service; nil: StopStart.
+	Switcher   Switcher
+	Logger     *slog.Logger
+	Registerer prometheus.Registerer
+}
+
+// Engine runs deployments (SPEC §5, §6): the push and deploy job workers,
+// the requester for deployments asked by people, and reconciliation.
+type Engine struct {
+	cfg      Config
+	store    *store.Store
+	docker   Docker
+	tokens   TokenSource
+	secrets  Secrets
+	notifier Notifier
+	switcher Switcher
+	sources  *Sources
+	health   healthChecker
+	logger   *slog.Logger
+	metrics  *metrics
+
+	instanceMu sync.Mutex
+	instanceID string
+}
+
+// New returns an engine. It makes no call: the instance id is read from the
+// database on first use.
+func New(deps Deps, cfg Config) (*Engine, error) {
+	if deps.Store == nil || deps.Docker == nil || deps.Logger == nil {
+		return nil, errors.New("deploy engine: Store, Docker and Logger are required")
+	}
+	cfg = cfg.withDefaults()
+	if cfg.PortRange.First < 1 || cfg.PortRange.Last < cfg.PortRange.First || cfg.PortRange.Last > 65535 {
+		return nil, fmt.Errorf("deploy engine: invalid port range %s", cfg.PortRange)
+	}
+	m, err := newMetrics(deps.Registerer)
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		cfg: cfg, store: deps.Store, docker: deps.Docker, tokens: deps.Tokens, secrets: deps.Secrets,
+		notifier: deps.Notifier, switcher: deps.Switcher, sources: NewSources(cfg.DataDir),
+		health:  healthChecker{docker: deps.Docker, host: cfg.ProbeHost, interval: cfg.HealthInterval, noPath: cfg.NoPathWait},
+		logger:  deps.Logger,
+		metrics: m,
+	}
+	if e.switcher == nil {
+		e.switcher = StopStart{Docker: deps.Docker, StopTimeout: cfg.StopTimeout}
+	}
+	return e, nil
+}
+
+// Ping checks that the Docker engine answers, for /readyz.
+func (e *Engine) Ping(ctx context.Context) error {
+	if _, err := e.docker.Ping(ctx); err != nil {
+		return fmt.Errorf("ping docker: %w", err)
+	}
+	return nil
+}
+
+// DeployWorker returns the worker of deploy jobs, at most one per app at a
+// time across processes.
+func (e *Engine) DeployWorker() river.Worker[queue.DeployArgs] {
+	return queue.Exclusive[queue.DeployArgs](e.store, &deployWorker{e: e}, 0)
+}
+
+// PushWorker returns the worker of push jobs.
+func (e *Engine) PushWorker() river.Worker[queue.PushArgs] { return &pushWorker{e: e} }
+
+// instance returns this database's instance id, reading it once.
+func (e *Engine) instance(ctx context.Context) (string, error) {
+	e.instanceMu.Lock()
+	defer e.instanceMu.Unlock()
+	if e.instanceID == "" {
+		id, err := e.store.InstanceID(ctx)
+		if err != nil {
+			return "", fmt.Errorf("read the instance id: %w", err)
+		}
+		e.instanceID = id
+	}
+	return e.instanceID, nil
+}
+
+// update runs fn in a transaction and tells the notifier of the deployment
+// it returns, in the same transaction.
+func (e *Engine) update(ctx context.Context, fn func(q *store.Queries) (store.Deployment, error)) (store.Deployment, error) {
+	var d store.Deployment
+	err := e.store.InTx(ctx, func(tx pgx.Tx, q *store.Queries) error {
+		var err error
+		if d, err = fn(q); err != nil {
+			return err
+		}
+		return e.notify(ctx, tx, q, d)
+	})
+	return d, err
+}
+
+func (e *Engine) notify(ctx context.Context, tx pgx.Tx, q *store.Queries, d store.Deployment) error {
+	if e.notifier == nil {
+		return nil
+	}
+	app, err := q.App(ctx, d.AppID)
+	if err != nil {
+		return err
+	}
+	if err := e.notifier.DeploymentChanged(ctx, tx, app, d); err != nil {
+		return fmt.Errorf("notify deployment %d change: %w", d.ID, err)
+	}
+	return nil
+}
+
+// hostPort returns the app's host port, allocating it on first use: the
+// lowest port of the range that no app holds and nothing on the host uses.
+func (e *Engine) hostPort(ctx context.Context, appID int64) (int, error) {
+	return e.store.AllocatePort(ctx, appID, e.cfg.PortRange.First, e.cfg.PortRange.Last, portFree)
+}
+
+// portFree reports whether nothing listens on port on this host.
+func portFree(port int) bool {
+	l, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	l.Close()
+	return true
+}
+
+// appSecrets returns the app's secrets (none without a Secrets).
+func (e *Engine) appSecrets(ctx context.Context, appID int64) (map[string]string, error) {
+	if e.secrets == nil {
+		return nil, nil
+	}
+	s, err := e.secrets.AppSecrets(ctx, appID)
+	if err != nil {
+		return nil, fmt.Errorf("read the secrets of app %d: %w", appID, err)
+	}
+	return s, nil
+}
+
+// metrics of deploys (SPEC §12).
+type metrics struct {
+	duration *prometheus.HistogramVec
+	health   *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "keystone_deploy_duration_seconds", Help: "Time from a deploy job's start to its outcome.",
+			Buckets: []float64{1, 2, 5, 10, 20, 30, 60, 120, 300, 600, 1800},
+		}, []string{"kind", "state"}),
+		health: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "keystone_health_checks_total", Help: "Health checks of new containers by result.",
+		}, []string{"result"}),
+	}
+	if reg != nil {
+		for _, c := range []prometheus.Collector{m.duration, m.health} {
+			if err := reg.Register(c); err != nil {
+				return nil, fmt.Errorf("register deploy metrics: %w", err)
+			}
+		}
+	}
+	return m, nil
+}

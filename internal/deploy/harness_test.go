@@ -1,0 +1,294 @@
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+
+	"github.com/keystone-app/keystone/internal/deploy"
+	"github.com/keystone-app/keystone/internal/deploy/deploytest"
+	"github.com/keystone-app/keystone/internal/github"
+	"github.com/keystone-app/keystone/internal/queue"
+	"github.com/keystone-app/keystone/internal/store"
+	"github.com/keystone-app/keystone/internal/store/storetest"
+	"github.com/keystone-app/keystone/internal/webhook"
+)
+
+// TestMain runs the package's tests, four at a time unless -test.parallel
+// says otherwise: they spend most of their time waiting on the engine (builds,
+// health checks), not on the CPU.
+func TestMain(m *testing.M) {
+	flag.Parse()
+	set := false
+	flag.Visit(func(f *flag.Flag) { set = set || f.Name == "test.parallel" })
+	if !set {
+		_ = flag.Set("test.parallel", "4")
+	}
+	storetest.Main(m)
+}
+
+var debugLogs bool
+
+// harness runs the engine in this process against the real database,
+// Docker and git, with the fake GitHub.
+type harness struct {
+	*deploytest.Env
+	engine  *deploy.Engine
+	jobs    *river.Client[pgx.Tx]
+	intake  *queue.Intake
+	logs    *syncBuffer
+	tokens  *recordingTokens
+	secrets *mapSecrets
+	dataDir string
+}
+
+type options struct {
+	cfg     deploy.Config
+	workers int
+	docker  string // the engine's DOCKER_HOST; "" for the test's engine
+}
+
+func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
+	t.Helper()
+	// Each test has its own database (so its own instance id), repository and
+	// ports: they run side by side, mostly waiting on builds and checks.
+	t.Parallel()
+	env := deploytest.New(t, repo)
+	app, err := github.New(github.Config{AppID: env.GitHub.AppID, PrivateKeyPEM: env.GitHub.PrivateKeyPEM, APIURL: env.GitHub.URL})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{Env: env, logs: &syncBuffer{}, tokens: &recordingTokens{src: app}, secrets: &mapSecrets{},
+		dataDir: t.TempDir()}
+	o := options{workers: 4, cfg: deploy.Config{
+		DataDir: h.dataDir, PortRange: env.PortRange, StopTimeout: 2 * time.Second,
+		HealthInterval: 50 * time.Millisecond, NoPathWait: 2 * time.Second, ReconcileInterval: time.Hour,
+	}}
+	for _, opt := range opts {
+		opt(&o)
+	}
+	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var engineDocker deploy.Docker = env.Docker
+	if o.docker != "" {
+		c, err := client.NewClientWithOpts(client.WithHost(o.docker), client.WithAPIVersionNegotiation())
+		if err != nil {
+			t.Fatal(err)
+		}
+		engineDocker = c
+	}
+	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
+		Logger: logger}, o.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	workers := river.NewWorkers()
+	river.AddWorker(workers, h.engine.PushWorker())
+	river.AddWorker(workers, h.engine.DeployWorker())
+	h.jobs, err = queue.NewClient(env.Store.Pool(), workers, queue.Config{
+		DeployWorkers: o.workers, FetchPollInterval: 50 * time.Millisecond, Logger: logger,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := h.jobs.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		_ = h.jobs.Stop(ctx)
+	})
+	h.intake = queue.NewIntake(env.Store, h.jobs)
+	if debugLogs {
+		t.Cleanup(func() { t.Log(h.logs.String()) })
+	}
+	return h
+}
+
+// push commits files on branch and delivers the push webhook as the intake
+// does; it returns the commit's SHA.
+func (h *harness) push(t *testing.T, branch string, files map[string][]byte) string {
+	t.Helper()
+	sha := h.Repo.Commit(t, branch, files, "change")
+	h.deliver(t, h.Repo.PushEvent(branch, sha, "alice"))
+	return sha
+}
+
+// deliver records a push webhook body with its job.
+func (h *harness) deliver(t *testing.T, body []byte) {
+	t.Helper()
+	if _, err := h.intake.Record(context.Background(), webhook.Delivery{GUID: rand.Text(), Event: "push",
+		InstallationID: deploytest.Installation, Repository: h.Repo.FullName, Payload: body}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// deployOf waits for the deployment of sha for app and for it to finish.
+func (h *harness) deployOf(t *testing.T, app, sha string) store.Deployment {
+	t.Helper()
+	var id int64
+	deploytest.Eventually(t, 60*time.Second, "a deployment of "+sha[:7], func() (bool, error) {
+		for _, d := range h.Deployments(t, app) {
+			if d.SHA == sha {
+				id = d.ID
+				return true, nil
+			}
+		}
+		return false, nil
+	})
+	d := h.WaitFinished(t, id, 90*time.Second)
+	if d.State == store.StateSucceeded {
+		h.cleanedUp(t, d.ID)
+	}
+	return d
+}
+
+// cleanedUp waits until a successful deployment's cleanup step (removing
+// the previous container, pruning images) has ended.
+func (h *harness) cleanedUp(t *testing.T, id int64) {
+	t.Helper()
+	deploytest.Eventually(t, 30*time.Second, "the cleanup of a deployment", func() (bool, error) {
+		steps, err := h.Store.StepsOf(context.Background(), id)
+		for _, s := range steps {
+			if s.Name == "cleanup" && s.FinishedAt != nil {
+				return true, nil
+			}
+		}
+		return false, err
+	})
+}
+
+// steps returns the names of a deployment's steps.
+func (h *harness) steps(t *testing.T, id int64) []string {
+	t.Helper()
+	steps, err := h.Store.StepsOf(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+	}
+	return names
+}
+
+func mustState(t *testing.T, d store.Deployment, state string) {
+	t.Helper()
+	if d.State != state {
+		t.Fatalf("deployment %d (%s): state %s (%s), want %s", d.ID, d.SHA[:7], d.State, d.Description, state)
+	}
+}
+
+// recordingTokens hands out installation tokens and remembers them, so
+// tests can look for them where they must not be.
+type recordingTokens struct {
+	src deploy.TokenSource
+	mu  sync.Mutex
+	all []string
+}
+
+func (r *recordingTokens) InstallationToken(ctx context.Context, id int64) (string, error) {
+	tok, err := r.src.InstallationToken(ctx, id)
+	if err == nil {
+		r.mu.Lock()
+		if !slices.Contains(r.all, tok) {
+			r.all = append(r.all, tok)
+		}
+		r.mu.Unlock()
+	}
+	return tok, err
+}
+
+func (r *recordingTokens) issued() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.all)
+}
+
+// mapSecrets is deploy.Secrets over a map, standing in for the encrypted
+// store another capability provides.
+type mapSecrets struct {
+	mu sync.Mutex
+	m  map[int64]map[string]string
+}
+
+func (s *mapSecrets) AppSecrets(_ context.Context, appID int64) (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.m[appID], nil
+}
+
+func (s *mapSecrets) set(appID int64, kv map[string]string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.m == nil {
+		s.m = map[int64]map[string]string{}
+	}
+	s.m[appID] = kv
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// withPushedAt rewrites a push payload's repository.pushed_at.
+func withPushedAt(t *testing.T, body []byte, at time.Time) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["repository"].(map[string]any)["pushed_at"] = at.Unix()
+	b, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// ymlApp is a .keystone.yml with one app of the test app on main, a
+// health check of 4s unless extra lines (keys of the app) set another.
+func ymlApp(name string, extra ...string) []byte {
+	timeout := "    health_check_timeout: 4s\n"
+	for _, l := range extra {
+		if strings.HasPrefix(l, "health_check_timeout:") {
+			timeout = ""
+		}
+	}
+	return []byte(fmt.Sprintf("apps:\n  - name: %s\n    branch: main\n    port: 8080\n    health_check_path: /healthz\n%s%s",
+		name, timeout, indent(extra)))
+}
+
+func indent(lines []string) string {
+	s := ""
+	for _, l := range lines {
+		s += "    " + l + "\n"
+	}
+	return s
+}

@@ -1,0 +1,295 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/image"
+
+	"github.com/keystone-app/keystone/internal/deploy/keystoneyml"
+	"github.com/keystone-app/keystone/internal/store"
+)
+
+// RunReconciler reconciles at once and then every ReconcileInterval until
+// ctx ends (SPEC §6: after a crash nothing is orphaned and the last good
+// deployment serves).
+func (e *Engine) RunReconciler(ctx context.Context) error {
+	t := time.NewTicker(e.cfg.ReconcileInterval)
+	defer t.Stop()
+	for {
+		if err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
+			e.logger.WarnContext(ctx, "reconcile", slog.String("error", err.Error()))
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Reconcile matches this instance's labelled containers against the
+// database, one app at a time under the app's lock (an app whose job runs
+// is skipped: the job owns it):
+//   - a deployment no job will finish (its job is gone or out of attempts)
+//     ends errored;
+//   - a container that is not the app's current deployment is removed;
+//   - the current deployment's container is started if stopped, and created
+//     again from its image if it disappeared;
+//   - a removed app's containers and images are removed;
+//   - a container of an app the database does not know is removed.
+func (e *Engine) Reconcile(ctx context.Context) error {
+	instance, err := e.instance(ctx)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	stranded, err := e.store.StrandedDeployments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, s := range stranded {
+		errs = append(errs, e.withAppLock(ctx, s.AppID, func() error { return e.endStranded(ctx, instance, s) }))
+	}
+	apps, err := e.store.AllApps(ctx)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	// One look at the engine, then work only on the apps that need it.
+	all, err := e.containers(ctx, instance)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	images, err := e.docker.ImageList(ctx, image.ListOptions{Filters: ownFilter(instance)})
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	containersOf := map[string][]container.Summary{}
+	for _, c := range all {
+		containersOf[c.Labels[LabelApp]] = append(containersOf[c.Labels[LabelApp]], c)
+	}
+	imagesOf := map[string]int{}
+	for _, img := range images {
+		imagesOf[img.Labels[LabelApp]]++
+	}
+	known := map[string]bool{}
+	for _, app := range apps {
+		known[app.Key()] = true
+		if !needsReconcile(app, containersOf[app.Key()], imagesOf[app.Key()]) {
+			continue
+		}
+		errs = append(errs, e.withAppLock(ctx, app.ID, func() error {
+			app, err := e.store.App(ctx, app.ID) // fresh, under the lock
+			if err != nil {
+				return err
+			}
+			return e.reconcileApp(ctx, instance, app, e.logger.With(slog.String("app", app.Key())))
+		}))
+	}
+	for _, c := range all {
+		if !known[c.Labels[LabelApp]] {
+			e.logger.WarnContext(ctx, "removing a container of an unknown app", slog.String("app", c.Labels[LabelApp]),
+				slog.String("container", shortID(c.ID)))
+			errs = append(errs, e.removeContainer(ctx, instance, c.ID))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// needsReconcile reports whether what the engine has of app differs from
+// what the database says, as far as one listing can tell.
+func needsReconcile(app store.App, cs []container.Summary, images int) bool {
+	if app.RemovedAt != nil {
+		return len(cs) > 0 || images > 0
+	}
+	running := false
+	for _, c := range cs {
+		if deploymentOf(c.Labels) != app.CurrentDeploymentID {
+			return true
+		}
+		running = running || c.State == "running" || c.State == "restarting"
+	}
+	return app.CurrentDeploymentID != 0 && (!running || len(cs) > 1)
+}
+
+// withAppLock runs fn holding the app's lock; it skips the app when a job
+// of it runs.
+func (e *Engine) withAppLock(ctx context.Context, appID int64, fn func() error) error {
+	release, ok, err := e.store.TryLockApp(ctx, appID)
+	if err != nil || !ok {
+		return err
+	}
+	defer release()
+	return fn()
+}
+
+// reconcileApp brings one app's containers in line with the database. The
+// caller holds the app's lock.
+func (e *Engine) reconcileApp(ctx context.Context, instance string, app store.App, logger *slog.Logger) error {
+	list, err := e.containers(ctx, instance, LabelApp+"="+app.Key())
+	if err != nil {
+		return err
+	}
+	var errs []error
+	var current []container.Summary
+	for _, c := range list {
+		if app.RemovedAt == nil && app.CurrentDeploymentID != 0 && deploymentOf(c.Labels) == app.CurrentDeploymentID {
+			current = append(current, c)
+			continue
+		}
+		logger.InfoContext(ctx, "removing a container that does not serve", slog.String("container", shortID(c.ID)),
+			slog.Int64("deployment_id", deploymentOf(c.Labels)), slog.String("state", c.State))
+		errs = append(errs, e.removeContainer(ctx, instance, c.ID))
+	}
+	if app.RemovedAt != nil {
+		return errors.Join(append(errs, e.removeImages(ctx, instance, app))...)
+	}
+	if app.CurrentDeploymentID == 0 {
+		return errors.Join(errs...)
+	}
+	return errors.Join(append(errs, e.keepServing(ctx, instance, app, current, logger))...)
+}
+
+// keepServing makes the current deployment's container run: one of the
+// containers found is started if none runs, extra ones are removed, and if
+// there is none it is created again from the deployment's image.
+func (e *Engine) keepServing(ctx context.Context, instance string, app store.App, found []container.Summary, logger *slog.Logger) error {
+	var keep *container.Summary
+	var errs []error
+	for i := range found {
+		c := &found[i]
+		switch {
+		case keep == nil:
+			keep = c
+		case c.State == "running" && keep.State != "running":
+			errs = append(errs, e.removeContainer(ctx, instance, keep.ID))
+			keep = c
+		default:
+			errs = append(errs, e.removeContainer(ctx, instance, c.ID))
+		}
+	}
+	if keep != nil {
+		if keep.State == "running" || keep.State == "restarting" {
+			return errors.Join(errs...)
+		}
+		logger.InfoContext(ctx, "starting the serving container again", slog.String("container", shortID(keep.ID)), slog.String("state", keep.State))
+		if err := e.docker.ContainerStart(ctx, keep.ID, container.StartOptions{}); err != nil {
+			errs = append(errs, fmt.Errorf("start the container of %s: %w", app.Key(), err))
+		}
+		return errors.Join(errs...)
+	}
+	return errors.Join(append(errs, e.recreate(ctx, instance, app, logger))...)
+}
+
+// recreate starts the current deployment again from its image after its
+// container disappeared.
+func (e *Engine) recreate(ctx context.Context, instance string, app store.App, logger *slog.Logger) error {
+	d, err := e.store.Deployment(ctx, app.CurrentDeploymentID)
+	if err != nil {
+		return err
+	}
+	raw, err := e.store.DeploymentConfig(ctx, d.ID)
+	if err != nil {
+		return err
+	}
+	cfg, err := keystoneyml.DecodeApp(raw)
+	if err != nil {
+		return err
+	}
+	if d.ImageID == "" || !e.imageKept(ctx, instance, d.ImageID) {
+		return fmt.Errorf("the serving container of %s is gone and so is its image: redeploy it", app.Key())
+	}
+	if app.HostPort == 0 {
+		return fmt.Errorf("%s has no host port to serve on", app.Key())
+	}
+	secrets, err := e.appSecrets(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	id, err := e.createContainer(ctx, instance, app, d, cfg, secrets, d.ImageID, app.HostPort)
+	if err != nil {
+		return err
+	}
+	if err := e.docker.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start the recreated container of %s: %w", app.Key(), err)
+	}
+	if _, err := e.store.SetDeploymentContainer(ctx, d.ID, id); err != nil {
+		return err
+	}
+	logger.WarnContext(ctx, "the serving container had disappeared: created again from its image",
+		slog.String("container", shortID(id)), slog.Int64("deployment_id", d.ID))
+	return nil
+}
+
+// endStranded ends a deployment no job will finish, after putting its app
+// back as it was.
+func (e *Engine) endStranded(ctx context.Context, instance string, s store.StrandedDeployment) error {
+	d, err := e.store.Deployment(ctx, s.ID) // fresh, under the lock
+	if err != nil || d.Finished() {
+		return err
+	}
+	app, err := e.store.App(ctx, d.AppID)
+	if err != nil {
+		return err
+	}
+	logger := e.logger.With(slog.String("app", app.Key()), slog.Int64("deployment_id", d.ID))
+	if err := e.reconcileApp(ctx, instance, app, logger); err != nil {
+		return err
+	}
+	serving := ""
+	if cur, err := e.store.Deployment(ctx, app.CurrentDeploymentID); err == nil {
+		serving = cur.SHA
+	}
+	reason := strandedReason(s)
+	log := newDeployLog(e.store, d.ID, newRedactor(), e.cfg.LogLimit, logger)
+	log.Printf("This deployment's job ended without finishing it: %s", reason)
+	log.Close()
+	_, err = e.update(ctx, func(q *store.Queries) (store.Deployment, error) {
+		if err := q.FinishOpenSteps(ctx, d.ID, "interrupted"); err != nil {
+			return d, err
+		}
+		d, err := q.FinishDeployment(ctx, d.ID, store.StateErrored, descErrored(reason, serving))
+		if err != nil {
+			return d, err
+		}
+		return d, auditFinished(ctx, q, app, d)
+	})
+	logger.WarnContext(ctx, "ended a deployment no job will finish", slog.String("reason", reason))
+	return err
+}
+
+// strandedReason says why a deployment's job ended without finishing it.
+func strandedReason(s store.StrandedDeployment) string {
+	switch {
+	case s.Attempts == 0:
+		return "its job was lost"
+	case strings.Contains(s.LastError, "process running this job died"):
+		return fmt.Sprintf("Keystone stopped during it %d times", s.Attempts)
+	case s.LastError != "":
+		return fmt.Sprintf("gave up after %d attempts: %s", s.Attempts, firstLine(s.LastError))
+	}
+	return fmt.Sprintf("its job ended after %d attempts", s.Attempts)
+}
+
+// removeImages removes every image of a removed app.
+func (e *Engine) removeImages(ctx context.Context, instance string, app store.App) error {
+	images, err := e.docker.ImageList(ctx, image.ListOptions{Filters: appFilter(instance, app)})
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, img := range images {
+		if !ours(instance, img.Labels) || img.Labels[LabelApp] != app.Key() {
+			continue
+		}
+		if _, err := e.docker.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true}); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

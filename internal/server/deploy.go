@@ -1,0 +1,61 @@
+package server
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
+
+	"github.com/keystone-app/keystone/internal/deploy"
+	"github.com/keystone-app/keystone/internal/store"
+	"github.com/keystone-app/keystone/internal/web"
+)
+
+// addDeploy wires the deploy engine (SPEC §5, §6): the push and deploy
+// workers, the requester other capabilities call (p.requester), Docker in
+// /readyz, and reconciliation at start-up and every minute. It needs
+// addSecrets first (secrets go into containers and out of logs).
+func (p *parts) addDeploy() error {
+	docker, err := deploy.NewDockerClient()
+	if err != nil {
+		return err
+	}
+	deps := deploy.Deps{Store: p.store, Docker: docker, Logger: p.logger, Registerer: p.registry}
+	if p.github != nil {
+		deps.Tokens = p.github
+	}
+	if p.secrets != nil {
+		deps.Secrets = p.secrets
+	}
+	if p.notifier != nil {
+		deps.Notifier = p.notifier // statuses and comments of every deployment change
+	}
+	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange})
+	if err != nil {
+		return err
+	}
+	river.AddWorker(p.workers, engine.PushWorker())
+	river.AddWorker(p.workers, engine.DeployWorker())
+	p.engine = engine
+	p.requester = engine.Requester(lateJobs{p})
+	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
+	p.loops = append(p.loops, loop{name: "reconcile", run: engine.RunReconciler})
+	return nil
+}
+
+// lateJobs enqueues through the job client, which is built after the
+// capabilities that enqueue.
+type lateJobs struct{ p *parts }
+
+func (l lateJobs) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
+	return l.p.jobsClient().InsertTx(ctx, tx, args, opts)
+}
+
+// containers is the status page's view of apps' containers.
+type containers struct{ engine *deploy.Engine }
+
+func (c containers) State(ctx context.Context, app store.App) (web.ContainerState, error) {
+	st, err := c.engine.ContainerState(ctx, app)
+	return web.ContainerState{State: st.State, StartedAt: st.StartedAt, Image: st.ImageID, Output: st.Output}, err
+}
