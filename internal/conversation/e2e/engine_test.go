@@ -43,8 +43,19 @@ func newWorld(t *testing.T) *world {
 
 func (w *world) start(t *testing.T) {
 	t.Helper()
-	w.ks = keystonetest.Start(t, w.env)
-	w.hooks.setURL(w.ks.URL)
+	ks := keystonetest.Start(t, w.env)
+	w.ks = ks
+	w.hooks.setURL(ks.URL)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("Keystone's last log lines:\n%s", lastLines(ks.Output(), 60))
+		}
+	})
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(len(lines)-n, 0):], "\n")
 }
 
 // push commits the test app answering version on main, in pull request
@@ -133,7 +144,7 @@ func TestConversationEndToEnd(t *testing.T) {
 	w.start(t)
 
 	v1 := w.push(t, gittest.Behaviour{Version: "1"})
-	if st := w.finalStatus(t, v1, 3*time.Minute); st.State != "success" || !deployedRE.MatchString(st.Description) {
+	if st := w.finalStatus(t, v1, 5*time.Minute); st.State != "success" || !deployedRE.MatchString(st.Description) {
 		t.Fatalf("final status of v1 = %+v", st)
 	}
 	var got []string
@@ -160,7 +171,7 @@ func TestConversationEndToEnd(t *testing.T) {
 	}
 
 	v2 := w.push(t, gittest.Behaviour{Version: "2", Health: 500})
-	if st := w.finalStatus(t, v2, 3*time.Minute); st.State != "failure" ||
+	if st := w.finalStatus(t, v2, 5*time.Minute); st.State != "failure" ||
 		!strings.HasPrefix(st.Description, "Health check failed: GET /healthz 500") ||
 		!strings.Contains(st.Description, v1[:7]+" still serving") {
 		t.Fatalf("final status of v2 = %+v", st)
@@ -170,7 +181,7 @@ func TestConversationEndToEnd(t *testing.T) {
 		return len(c) == 1 && c[0].ID == pr.ID && strings.Contains(c[0].Body, "❌ Deploy of **web** at `"+v2[:7]+"` failed")
 	})
 	v3 := w.push(t, gittest.Behaviour{Version: "3"})
-	if st := w.finalStatus(t, v3, 3*time.Minute); st.State != "success" {
+	if st := w.finalStatus(t, v3, 5*time.Minute); st.State != "success" {
 		t.Fatalf("final status of v3 = %+v", st)
 	}
 
@@ -287,7 +298,7 @@ func TestMissedPushIsRedeliveredAndDeployed(t *testing.T) {
 		t.Fatalf("deliveries while down = %+v, want one failed", d)
 	}
 	w.start(t)
-	if st := w.finalStatus(t, v1, 3*time.Minute); st.State != "success" {
+	if st := w.finalStatus(t, v1, 5*time.Minute); st.State != "success" {
 		t.Fatalf("final status of the missed push = %+v", st)
 	}
 	if r := w.GitHub.Redelivered(); len(r) != 1 {
