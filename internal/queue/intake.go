@@ -127,15 +127,35 @@ func (in *Intake) commit(batch []*intakeRequest) {
 
 func (in *Intake) commitTx(ctx context.Context, batch []*intakeRequest) ([]intakeResult, error) {
 	results := make([]intakeResult, len(batch))
+	// A GUID twice in one batch: the first is the delivery, the rest repeats.
+	first := make(map[string]int, len(batch))
+	var unique []store.Delivery
+	for i, r := range batch {
+		if _, seen := first[r.d.GUID]; seen {
+			results[i] = intakeResult{err: webhook.ErrDuplicate}
+			continue
+		}
+		first[r.d.GUID] = i
+		unique = append(unique, store.Delivery{
+			GUID: r.d.GUID, Event: r.d.Event, Action: r.d.Action,
+			InstallationID: r.d.InstallationID, Repository: r.d.Repository, Payload: r.d.Payload,
+		})
+	}
 	err := in.store.InTx(ctx, func(tx pgx.Tx, q *store.Queries) error {
+		ids, err := q.InsertDeliveries(ctx, unique)
+		if err != nil {
+			return err
+		}
 		var jobs []river.InsertManyParams
-		for i, r := range batch {
-			args, err := storeDelivery(ctx, q, r.d)
-			switch {
-			case errors.Is(err, webhook.ErrDuplicate):
-				results[i] = intakeResult{err: err}
+		for _, u := range unique {
+			i := first[u.GUID]
+			id, inserted := ids[u.GUID]
+			if !inserted {
+				results[i] = intakeResult{err: webhook.ErrDuplicate}
 				continue
-			case err != nil:
+			}
+			args, err := deliveryWork(ctx, q, id, batch[i].d)
+			if err != nil {
 				return err
 			}
 			if args != nil {
@@ -154,19 +174,9 @@ func (in *Intake) commitTx(ctx context.Context, batch []*intakeRequest) ([]intak
 	return results, err
 }
 
-// storeDelivery stores d and applies what it says about installations; it
-// returns the job d implies (nil for none) or webhook.ErrDuplicate.
-func storeDelivery(ctx context.Context, q *store.Queries, d webhook.Delivery) (river.JobArgs, error) {
-	id, inserted, err := q.InsertDelivery(ctx, store.Delivery{
-		GUID: d.GUID, Event: d.Event, Action: d.Action,
-		InstallationID: d.InstallationID, Repository: d.Repository, Payload: d.Payload,
-	})
-	if err != nil {
-		return nil, err
-	}
-	if !inserted {
-		return nil, webhook.ErrDuplicate
-	}
+// deliveryWork applies what stored delivery d (row id) says about
+// installations and returns the job it implies, nil for none.
+func deliveryWork(ctx context.Context, q *store.Queries, id int64, d webhook.Delivery) (river.JobArgs, error) {
 	if d.Installation != nil {
 		if err := applyInstallation(ctx, q, d.Installation); err != nil {
 			return nil, err

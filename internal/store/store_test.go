@@ -80,3 +80,25 @@ func TestInsertDeliveryDeduplicates(t *testing.T) {
 		t.Fatalf("stored delivery = %+v, %v (NUL must be dropped)", got, err)
 	}
 }
+
+func TestInsertDeliveriesSkipsStoredGUIDs(t *testing.T) {
+	q, _ := storetest.Tx(t)
+	if _, _, err := q.InsertDelivery(t.Context(), store.Delivery{GUID: "many-2", Event: "push", Payload: []byte("{}")}); err != nil {
+		t.Fatal(err)
+	}
+	ids, err := q.InsertDeliveries(t.Context(), []store.Delivery{
+		{GUID: "many-1", Event: "push", InstallationID: 7, Repository: "o/r", Payload: []byte(`{"a":1}`)},
+		{GUID: "many-2", Event: "push", Payload: []byte("{}")},
+		{GUID: "many-3", Event: "issue_comment", Action: "created", Payload: []byte("{}")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ids) != 2 || ids["many-1"] == 0 || ids["many-3"] == 0 {
+		t.Fatalf("ids = %v, want many-1 and many-3 only", ids)
+	}
+	d, err := q.Delivery(t.Context(), ids["many-1"])
+	if err != nil || d.InstallationID != 7 || d.Repository != "o/r" || string(d.Payload) != `{"a":1}` {
+		t.Fatalf("many-1 stored as %+v, %v", d, err)
+	}
+}

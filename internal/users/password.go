@@ -51,10 +51,23 @@ func HashPassword(password string, p Params) (string, error) {
 	if _, err := rand.Read(salt); err != nil {
 		return "", fmt.Errorf("hash password: %w", err)
 	}
-	key := argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, keyLen)
+	return formatHash(p, salt, argon2.IDKey([]byte(password), salt, p.Time, p.MemoryKiB, p.Threads, keyLen)), nil
+}
+
+// decoyHash returns a well-formed hash with p's parameters that no password
+// matches (its key is random, not derived): checking a password against it
+// costs what a real check costs, without hashing anything up front.
+func decoyHash(p Params) string {
+	salt, key := make([]byte, saltLen), make([]byte, keyLen)
+	_, _ = rand.Read(salt)
+	_, _ = rand.Read(key)
+	return formatHash(p, salt, key)
+}
+
+func formatHash(p Params, salt, key []byte) string {
 	b64 := base64.RawStdEncoding
 	return fmt.Sprintf("$argon2id$v=%d$m=%d,t=%d,p=%d$%s$%s",
-		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key)), nil
+		argon2.Version, p.MemoryKiB, p.Time, p.Threads, b64.EncodeToString(salt), b64.EncodeToString(key))
 }
 
 // CheckPassword reports whether password matches the PHC hash. A malformed

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"regexp"
@@ -73,66 +74,90 @@ func classify(event, guid string, body []byte) (Delivery, error) {
 	if !knownEvents[event] {
 		return Delivery{}, ignored{fmt.Sprintf("event %q is not used by Keystone", clip(event))}
 	}
-	parsed, err := gh.ParseWebHook(event, body)
-	if err != nil {
-		return Delivery{}, badPayload{fmt.Errorf("body is not the JSON of a %s event: %v", event, err)}
-	}
 	d := Delivery{GUID: guid, Event: event, Payload: body}
-	switch e := parsed.(type) {
-	case *gh.PingEvent:
-		return Delivery{}, ignored{"pong"}
-	case *gh.PushEvent:
-		return classifyPush(d, e)
-	case *gh.IssueCommentEvent:
-		return classifyComment(d, e)
-	case *gh.InstallationEvent:
-		return classifyInstallation(d, e)
-	case *gh.InstallationRepositoriesEvent:
-		return classifyInstallationRepos(d, e)
-	default:
-		return Delivery{}, ignored{fmt.Sprintf("event %q is not used by Keystone", event)}
+	switch event {
+	case "push":
+		var p pushPayload
+		if err := decode(event, body, &p); err != nil {
+			return Delivery{}, err
+		}
+		return classifyPush(d, &p)
+	case "issue_comment":
+		var p commentPayload
+		if err := decode(event, body, &p); err != nil {
+			return Delivery{}, err
+		}
+		return classifyComment(d, &p)
+	case "installation":
+		var p installationPayload
+		if err := decode(event, body, &p); err != nil {
+			return Delivery{}, err
+		}
+		return classifyInstallation(d, &p)
+	case "installation_repositories":
+		var p installationReposPayload
+		if err := decode(event, body, &p); err != nil {
+			return Delivery{}, err
+		}
+		return classifyInstallationRepos(d, &p)
 	}
+	// Events Keystone does not act on still have to be a JSON object.
+	var object map[string]json.RawMessage
+	if err := decode(event, body, &object); err != nil {
+		return Delivery{}, err
+	}
+	if event == "ping" {
+		return Delivery{}, ignored{"pong"}
+	}
+	return Delivery{}, ignored{fmt.Sprintf("event %q is not used by Keystone", event)}
 }
 
-func classifyPush(d Delivery, e *gh.PushEvent) (Delivery, error) {
-	ref := e.GetRef()
+// decode unmarshals body into v, or returns the badPayload error naming the event.
+func decode(event string, body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return badPayload{fmt.Errorf("body is not the JSON of a %s event: %v", event, err)}
+	}
+	return nil
+}
+
+func classifyPush(d Delivery, e *pushPayload) (Delivery, error) {
 	switch {
-	case e.GetDeleted() || e.GetAfter() == zeroSHA:
+	case e.Deleted || e.After == zeroSHA:
 		return Delivery{}, ignored{"branch or tag deleted"}
-	case !strings.HasPrefix(ref, "refs/heads/"):
-		return Delivery{}, ignored{fmt.Sprintf("not a branch push (%s)", clip(ref))}
-	case e.GetInstallation().GetID() == 0:
+	case !strings.HasPrefix(e.Ref, "refs/heads/"):
+		return Delivery{}, ignored{fmt.Sprintf("not a branch push (%s)", clip(e.Ref))}
+	case e.Installation.ID == 0:
 		return Delivery{}, ignored{"no installation: not a GitHub App delivery"}
-	case !shaPattern.MatchString(e.GetAfter()):
+	case !shaPattern.MatchString(e.After):
 		return Delivery{}, badPayload{errors.New("push: after is not a 40-hex commit SHA")}
-	case !fullNamePattern.MatchString(e.GetRepo().GetFullName()):
+	case !fullNamePattern.MatchString(e.Repository.FullName):
 		return Delivery{}, badPayload{errors.New("push: repository.full_name is not owner/name")}
-	case e.GetRepo().GetCloneURL() == "":
+	case e.Repository.CloneURL == "":
 		return Delivery{}, badPayload{errors.New("push: repository.clone_url is missing")}
 	}
-	d.InstallationID = e.GetInstallation().GetID()
-	d.Repository = e.GetRepo().GetFullName()
+	d.InstallationID = e.Installation.ID
+	d.Repository = e.Repository.FullName
 	return d, nil
 }
 
-func classifyComment(d Delivery, e *gh.IssueCommentEvent) (Delivery, error) {
+func classifyComment(d Delivery, e *commentPayload) (Delivery, error) {
 	switch {
-	case e.GetAction() != "created":
-		return Delivery{}, ignored{fmt.Sprintf("comment %s: only new comments are read", clip(e.GetAction()))}
-	case e.GetInstallation().GetID() == 0:
+	case e.Action != "created":
+		return Delivery{}, ignored{fmt.Sprintf("comment %s: only new comments are read", clip(e.Action))}
+	case e.Installation.ID == 0:
 		return Delivery{}, ignored{"no installation: not a GitHub App delivery"}
-	case e.GetSender().GetType() == "Bot" || e.GetComment().GetUser().GetType() == "Bot":
+	case e.Sender.Type == "Bot" || e.Comment.User.Type == "Bot":
 		return Delivery{}, ignored{"comment by a bot"}
-	case !MentionsCommand(e.GetComment().GetBody()):
+	case !MentionsCommand(e.Comment.Body):
 		return Delivery{}, ignored{"no /keystone command"}
-	case !fullNamePattern.MatchString(e.GetRepo().GetFullName()):
+	case !fullNamePattern.MatchString(e.Repository.FullName):
 		return Delivery{}, badPayload{errors.New("issue_comment: repository.full_name is not owner/name")}
-	case e.GetIssue().GetNumber() <= 0 || e.GetComment().GetID() <= 0:
+	case e.Issue.Number <= 0 || e.Comment.ID <= 0:
 		return Delivery{}, badPayload{errors.New("issue_comment: issue.number or comment.id is missing")}
 	}
 	d.Action = "created"
-	d.InstallationID = e.GetInstallation().GetID()
-	d.Repository = e.GetRepo().GetFullName()
+	d.InstallationID = e.Installation.ID
+	d.Repository = e.Repository.FullName
 	return d, nil
 }
 
@@ -149,12 +174,12 @@ func MentionsCommand(body string) bool {
 	return false
 }
 
-func classifyInstallation(d Delivery, e *gh.InstallationEvent) (Delivery, error) {
-	change, err := installationChange(e.GetInstallation())
+func classifyInstallation(d Delivery, e *installationPayload) (Delivery, error) {
+	change, err := installationChange(e.Installation)
 	if err != nil {
 		return Delivery{}, err
 	}
-	switch e.GetAction() {
+	switch e.Action {
 	case "created", "new_permissions_accepted", "unsuspend":
 		change.Added, err = repos(e.Repositories)
 	case "deleted":
@@ -162,26 +187,26 @@ func classifyInstallation(d Delivery, e *gh.InstallationEvent) (Delivery, error)
 	case "suspend":
 		change.Suspended = true
 	default:
-		return Delivery{}, ignored{fmt.Sprintf("installation %s: not used by Keystone", clip(e.GetAction()))}
+		return Delivery{}, ignored{fmt.Sprintf("installation %s: not used by Keystone", clip(e.Action))}
 	}
 	if err != nil {
 		return Delivery{}, err
 	}
-	d.Action = e.GetAction()
+	d.Action = e.Action
 	d.InstallationID = change.ID
 	d.Installation = change
 	return d, nil
 }
 
-func classifyInstallationRepos(d Delivery, e *gh.InstallationRepositoriesEvent) (Delivery, error) {
-	change, err := installationChange(e.GetInstallation())
+func classifyInstallationRepos(d Delivery, e *installationReposPayload) (Delivery, error) {
+	change, err := installationChange(e.Installation)
 	if err != nil {
 		return Delivery{}, err
 	}
-	switch e.GetAction() {
+	switch e.Action {
 	case "added", "removed":
 	default:
-		return Delivery{}, ignored{fmt.Sprintf("installation_repositories %s: not used by Keystone", clip(e.GetAction()))}
+		return Delivery{}, ignored{fmt.Sprintf("installation_repositories %s: not used by Keystone", clip(e.Action))}
 	}
 	if change.Added, err = repos(e.RepositoriesAdded); err != nil {
 		return Delivery{}, err
@@ -189,31 +214,31 @@ func classifyInstallationRepos(d Delivery, e *gh.InstallationRepositoriesEvent) 
 	if change.Removed, err = repos(e.RepositoriesRemoved); err != nil {
 		return Delivery{}, err
 	}
-	d.Action = e.GetAction()
+	d.Action = e.Action
 	d.InstallationID = change.ID
 	d.Installation = change
 	return d, nil
 }
 
-func installationChange(in *gh.Installation) (*InstallationChange, error) {
-	if in.GetID() <= 0 {
+func installationChange(in payloadInstallation) (*InstallationChange, error) {
+	if in.ID <= 0 {
 		return nil, badPayload{errors.New("installation.id is missing")}
 	}
 	return &InstallationChange{
-		ID:          in.GetID(),
-		Account:     in.GetAccount().GetLogin(),
-		AccountType: in.GetAccount().GetType(),
-		Suspended:   in.SuspendedAt != nil,
+		ID:          in.ID,
+		Account:     in.Account.Login,
+		AccountType: in.Account.Type,
+		Suspended:   len(in.SuspendedAt) > 0 && string(in.SuspendedAt) != "null",
 	}, nil
 }
 
-func repos(list []*gh.Repository) ([]Repo, error) {
+func repos(list []payloadRepository) ([]Repo, error) {
 	out := make([]Repo, 0, len(list))
 	for _, r := range list {
-		if r.GetID() <= 0 || !fullNamePattern.MatchString(r.GetFullName()) {
+		if r.ID <= 0 || !fullNamePattern.MatchString(r.FullName) {
 			return nil, badPayload{errors.New("repositories: an entry lacks id or owner/name full_name")}
 		}
-		out = append(out, Repo{ID: r.GetID(), FullName: r.GetFullName(), Private: r.GetPrivate()})
+		out = append(out, Repo{ID: r.ID, FullName: r.FullName, Private: r.Private})
 	}
 	return out, nil
 }

@@ -3,6 +3,7 @@ package webhook_test
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -385,5 +386,30 @@ func TestPushJobPointsAtStoredDelivery(t *testing.T) {
 	}
 	if d.GUID != "args-1" || d.Repository != "Codertocat/Hello-World" || d.InstallationID != 1 || !bytes.Equal(d.Payload, body) {
 		t.Fatalf("stored delivery = %+v", d)
+	}
+}
+
+func TestInstallationSuspendAndUnsuspend(t *testing.T) {
+	b := setup(t)
+	body := func(action, suspendedAt string) []byte {
+		return []byte(`{"action":"` + action + `","installation":{"id":4242,"account":{"login":"acme","type":"Organization"},` +
+			`"suspended_at":` + suspendedAt + `},"repositories":[]}`)
+	}
+	cases := []struct {
+		action, suspendedAt string
+		suspended           bool
+	}{
+		{"created", "null", false},
+		{"suspend", `"2026-11-20T10:00:00Z"`, true},
+		{"unsuspend", "null", false},
+	}
+	for i, c := range cases {
+		if rec := b.deliver(t, "installation", fmt.Sprintf("susp-%d", i), body(c.action, c.suspendedAt), nil); rec.Code != 202 {
+			t.Fatalf("%s: %d %s", c.action, rec.Code, rec.Body)
+		}
+		in, err := b.store.Installation(t.Context(), 4242)
+		if err != nil || in.Suspended != c.suspended || in.AccountLogin != "acme" {
+			t.Fatalf("after %s: %+v, %v (want suspended=%v)", c.action, in, err, c.suspended)
+		}
 	}
 }
