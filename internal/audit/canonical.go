@@ -160,7 +160,9 @@ func canonicalNumber(s string) (string, error) {
 	exp := 0
 	if hasExp {
 		e, err := strconv.Atoi(expText)
-		if err != nil || e > 1e6 || e < -1e6 {
+		// Bounded here only so the arithmetic below cannot overflow; the
+		// limit that counts is on the exponent written out.
+		if err != nil || e > 1e9 || e < -1e9 {
 			return "", bad
 		}
 		exp = e
@@ -178,6 +180,12 @@ func canonicalNumber(s string) (string, error) {
 	trimmed := strings.TrimRight(digits, "0")
 	exp += len(digits) - len(trimmed)
 	digits = trimmed
+	// The limit applies to the canonical exponent, so that what comes out
+	// is always accepted back in (a fixed point): "10e1000000" is refused
+	// rather than written as "1e1000001".
+	if exp > 1e6 || exp < -1e6 {
+		return "", bad
+	}
 	var b strings.Builder
 	if neg {
 		b.WriteByte('-')

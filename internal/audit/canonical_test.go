@@ -55,8 +55,17 @@ func TestCanonicalJSONRefusesWhatIsNotOneValue(t *testing.T) {
 }
 
 func TestCanonicalNumberRefusesAbsurdExponents(t *testing.T) {
-	if _, err := canonicalNumber("1e99999999"); err == nil {
-		t.Fatal("an exponent beyond any stored number was accepted")
+	// The limit is on the canonical exponent: the digits moved into or out
+	// of the exponent count, so whatever is accepted comes back unchanged.
+	for _, in := range []string{"1e99999999", "10e1000000", "0.01e-999999", "1e-1000001"} {
+		if out, err := canonicalNumber(in); err == nil {
+			t.Errorf("canonicalNumber(%q) = %q, want refused", in, out)
+		}
+	}
+	for in, want := range map[string]string{"1e1000000": "1e1000000", "100e999998": "1e1000000", "0.1e-999999": "1e-1000000"} {
+		if out, err := canonicalNumber(in); err != nil || out != want {
+			t.Errorf("canonicalNumber(%q) = %q, %v; want %q", in, out, err, want)
+		}
 	}
 }
 
