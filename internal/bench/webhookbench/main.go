@@ -85,8 +85,14 @@ func run(ctx context.Context) error {
 
 	var results []result
 	for _, c := range []int{1, 8, 64} {
-		results = append(results, loadServer(ks, payload, c, *perRun))
+		results = append(results, loadServer(ks, payload, c, *perRun, 0))
 	}
+	// Closed-loop senders measure saturation: at 64 of them latency is
+	// queueing by Little's law. The paced run offers half of that
+	// saturated throughput from 64 senders, as bursts of real deliveries
+	// would, and shows the ack latency while Keystone keeps up.
+	half := results[len(results)-1].throughput() / 2
+	results = append(results, loadServer(ks, payload, 64, *perRun, half))
 	ceilingURL, err := freshDatabase(ctx, server, "keystone_bench_ceiling")
 	if err != nil {
 		return err
@@ -184,19 +190,31 @@ func nextGUID(prefix string) string {
 	return fmt.Sprintf("%s-%d-%d", prefix, os.Getpid(), guidSeq.Add(1))
 }
 
-// drive runs fn from concurrency senders for d and gathers latencies.
-func drive(concurrency int, d time.Duration, fn func() error) ([]time.Duration, time.Duration, error) {
+// drive runs fn from concurrency senders for d and gathers latencies. With
+// rate > 0 the senders share a schedule of rate calls a second and each
+// latency counts from the call's scheduled time, so a stall is not hidden
+// by the calls it delays (coordinated omission); otherwise each sender
+// calls again as soon as its last call returns.
+func drive(concurrency int, d time.Duration, rate float64, fn func() error) ([]time.Duration, time.Duration, error) {
 	var mu sync.Mutex
 	var all []time.Duration
 	var firstErr error
 	start := time.Now()
 	deadline := start.Add(d)
+	var next atomic.Int64
 	var wg sync.WaitGroup
 	for range concurrency {
 		wg.Go(func() {
 			var mine []time.Duration
 			for time.Now().Before(deadline) {
 				t0 := time.Now()
+				if rate > 0 {
+					t0 = start.Add(time.Duration(float64(next.Add(1)-1) / rate * float64(time.Second)))
+					if !t0.Before(deadline) {
+						break
+					}
+					time.Sleep(time.Until(t0))
+				}
 				if err := fn(); err != nil {
 					mu.Lock()
 					if firstErr == nil {
@@ -218,12 +236,14 @@ func drive(concurrency int, d time.Duration, fn func() error) ([]time.Duration, 
 	return all, elapsed, firstErr
 }
 
-func loadServer(ks *keystone, payload []byte, concurrency int, d time.Duration) result {
+// loadServer sends signed push deliveries to Keystone from concurrency
+// senders, closed-loop or, with rate > 0, paced (see drive).
+func loadServer(ks *keystone, payload []byte, concurrency int, d time.Duration, rate float64) result {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: concurrency}}
 	sig := webhook.Sign([]byte(secret), payload)
 	var peak atomic.Int64
 	stopSampling := sampleRSS(ks.cmd.Process.Pid, &peak)
-	lat, elapsed, err := drive(concurrency, d, func() error {
+	lat, elapsed, err := drive(concurrency, d, rate, func() error {
 		req, _ := http.NewRequest(http.MethodPost, ks.url+"/webhooks/github", bytes.NewReader(payload))
 		req.Header.Set("X-GitHub-Event", "push")
 		req.Header.Set("X-GitHub-Delivery", nextGUID("bench"))
@@ -243,7 +263,11 @@ func loadServer(ks *keystone, payload []byte, concurrency int, d time.Duration) 
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "webhookbench: server run:", err)
 	}
-	return result{mode: "keystone", concurrency: concurrency, requests: len(lat), elapsed: elapsed,
+	mode := "keystone"
+	if rate > 0 {
+		mode = "paced"
+	}
+	return result{mode: mode, concurrency: concurrency, requests: len(lat), elapsed: elapsed,
 		latencies: lat, peakRSSKiB: peak.Load()}
 }
 
@@ -259,7 +283,7 @@ func loadDirect(ctx context.Context, dbURL string, payload []byte, concurrency i
 	if err != nil {
 		return result{}, err
 	}
-	lat, elapsed, err := drive(concurrency, d, func() error {
+	lat, elapsed, err := drive(concurrency, d, 0, func() error {
 		return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 			id, _, err := store.NewQueries(tx).InsertDelivery(ctx, store.Delivery{
 				GUID: nextGUID("direct"), Event: "push", InstallationID: 1, Repository: "Codertocat/Hello-World", Payload: payload,
@@ -325,6 +349,8 @@ func printTable(w io.Writer, results []result, idleRSS int64) {
 		vs, rss := "", ""
 		if r.mode == "keystone" {
 			vs = fmt.Sprintf("%.0f%%", 100*r.throughput()/ceiling[r.concurrency])
+		}
+		if r.mode != "direct pgx" {
 			rss = fmt.Sprintf("%.1f MB", float64(r.peakRSSKiB)/1024)
 		}
 		fmt.Fprintf(w, "| %-10s | %4d | %8d | %10.0f | %8.2f | %8.2f | %11s | %8s |\n", r.mode, r.concurrency, r.requests,
