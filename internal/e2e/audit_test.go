@@ -4,7 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"io/fs"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -19,6 +24,7 @@ import (
 type auditWant struct {
 	actor, action, target string
 	details               map[string]any
+	via                   string // the entry point, naming the subtest
 }
 
 // TestEveryAuditedActionLeavesItsEvent performs every audited action of
@@ -49,40 +55,78 @@ func TestEveryAuditedActionLeavesItsEvent(t *testing.T) {
 	s.push(t, map[string][]byte{".keystone.yml": gittest.KeystoneYML("other", "release")}, "web leaves")
 
 	want := []auditWant{
-		{cliActor, "user.added", "user:ada", map[string]any{}},
-		{cliActor, "user.added", "user:tmp", map[string]any{}},
-		{cliActor, "user.removed", "user:tmp", map[string]any{}},
-		{cliActor, "secret.set", appKey, map[string]any{"name": "KEEP", "key_id": "old"}},
-		{cliActor, "secret.unset", appKey, map[string]any{"name": "DROP"}},
-		{cliActor, "keys.rotated", "secrets", map[string]any{"key_id": "new", "rotated": 1}},
-		{"ada", "login.failed", "user:ada", map[string]any{"method": "password"}},
-		{"ada", "login.succeeded", "user:ada", map[string]any{}},
-		{"ada", "logout", "user:ada", map[string]any{}},
-		{"alice", "deployment.requested", appKey, map[string]any{"kind": "deploy", "sha": v1, "trigger": "push"}},
-		{"keystone", "deployment.finished", appKey, map[string]any{"kind": "deploy", "sha": v1, "state": "succeeded"}},
-		{"alice", "command.accepted", appKey, map[string]any{"verb": "lock", "comment_id": lock.ID}},
-		{"alice", "app.locked", appKey, map[string]any{"reason": "freeze"}},
-		{"alice", "command.accepted", appKey, map[string]any{"verb": "unlock", "comment_id": unlock.ID}},
-		{"alice", "app.unlocked", appKey, map[string]any{"was_locked_by": "alice"}},
-		{"alice", "command.accepted", appKey, map[string]any{"verb": "deploy", "comment_id": redeploy.ID}},
-		{"alice", "deployment.requested", appKey, map[string]any{"kind": "update", "sha": v1, "trigger": "comment"}},
-		{"keystone", "deployment.finished", appKey, map[string]any{"kind": "update", "sha": v1, "state": "succeeded"}},
-		{"bob", "command.denied", repoName, map[string]any{"verb": "lock", "comment_id": denied.ID}},
-		{"alice", "app.removed", appKey, map[string]any{"branch": "main"}},
+		{cliActor, "user.added", "user:ada", map[string]any{}, "user add ada"},
+		{cliActor, "user.added", "user:tmp", map[string]any{}, "user add tmp"},
+		{cliActor, "user.removed", "user:tmp", map[string]any{}, "user remove tmp"},
+		{cliActor, "secret.set", appKey, map[string]any{"name": "KEEP", "key_id": "old"}, "secret set KEEP"},
+		{cliActor, "secret.unset", appKey, map[string]any{"name": "DROP"}, "secret unset DROP"},
+		{cliActor, "keys.rotated", "secrets", map[string]any{"key_id": "new", "rotated": 1}, "keys rotate"},
+		{"ada", "login.failed", "user:ada", map[string]any{"method": "password"}, "wrong password"},
+		{"ada", "login.succeeded", "user:ada", map[string]any{}, "sign in"},
+		{"ada", "logout", "user:ada", map[string]any{}, "sign out"},
+		{"alice", "deployment.requested", appKey, map[string]any{"kind": "deploy", "sha": v1, "trigger": "push"}, "push v1"},
+		{"keystone", "deployment.finished", appKey, map[string]any{"kind": "deploy", "sha": v1, "state": "succeeded"}, "push v1 finished"},
+		{"alice", "command.accepted", appKey, map[string]any{"verb": "lock", "comment_id": lock.ID}, "lock comment"},
+		{"alice", "app.locked", appKey, map[string]any{"reason": "freeze"}, "lock comment"},
+		{"alice", "command.accepted", appKey, map[string]any{"verb": "unlock", "comment_id": unlock.ID}, "unlock comment"},
+		{"alice", "app.unlocked", appKey, map[string]any{"was_locked_by": "alice"}, "unlock comment"},
+		{"alice", "command.accepted", appKey, map[string]any{"verb": "deploy", "comment_id": redeploy.ID}, "deploy comment"},
+		{"alice", "deployment.requested", appKey, map[string]any{"kind": "update", "sha": v1, "trigger": "comment"}, "deploy comment"},
+		{"keystone", "deployment.finished", appKey, map[string]any{"kind": "update", "sha": v1, "state": "succeeded"}, "deploy comment finished"},
+		{"bob", "command.denied", repoName, map[string]any{"verb": "lock", "comment_id": denied.ID}, "bob's lock comment"},
+		{"alice", "app.removed", appKey, map[string]any{"branch": "main"}, "push without web"},
 	}
+	coversEveryAction(t, want)
 	// app.removed is the last to be written; the push is handled in the
 	// background.
 	deploytest.Eventually(t, deployWait, "the app.removed event", func() (bool, error) {
 		return countEvents(t, s, want[len(want)-1]) == 1, nil
 	})
 	for _, w := range want {
-		t.Run(w.action+" by "+w.actor, func(t *testing.T) {
+		t.Run(w.via+": "+w.action, func(t *testing.T) {
 			if n := countEvents(t, s, w); n != 1 {
 				t.Errorf("%d events by %s of %s on %s with %v, want 1\ntrail:\n%s", n, w.actor, w.action, w.target, w.details, trail(t, s))
 			}
 		})
 	}
 	verifyAndTamper(t, s)
+}
+
+// coversEveryAction fails the test when internal/store declares an audit
+// action (a constant Audit… = "…") that want does not expect, so that a new
+// action cannot go untested here.
+func coversEveryAction(t *testing.T, want []auditWant) {
+	t.Helper()
+	expected := map[string]bool{}
+	for _, w := range want {
+		expected[w.action] = true
+	}
+	pkgs, err := parser.ParseDir(token.NewFileSet(), "../store", func(fi fs.FileInfo) bool {
+		return !strings.HasSuffix(fi.Name(), "_test.go")
+	}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	declared := 0
+	for _, f := range pkgs["store"].Files {
+		ast.Inspect(f, func(n ast.Node) bool {
+			spec, ok := n.(*ast.ValueSpec)
+			if !ok || len(spec.Names) != 1 || len(spec.Values) != 1 || !strings.HasPrefix(spec.Names[0].Name, "Audit") {
+				return true
+			}
+			if lit, ok := spec.Values[0].(*ast.BasicLit); ok && lit.Kind == token.STRING {
+				action, _ := strconv.Unquote(lit.Value)
+				declared++
+				if !expected[action] {
+					t.Errorf("store declares the audit action %s (%s), which this test does not perform", action, spec.Names[0].Name)
+				}
+			}
+			return true
+		})
+	}
+	if declared < len(expected) {
+		t.Errorf("found %d audit actions declared in internal/store, fewer than the %d expected: the scan is broken", declared, len(expected))
+	}
 }
 
 // cliActions runs the audited CLI commands, before Keystone serves.

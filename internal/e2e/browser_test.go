@@ -183,8 +183,8 @@ func (b *tab) refusedAsViewer() {
 	if n := len(s.Deployments(t, "web")); n != before {
 		t.Fatalf("the viewer's rollback made %d deployments", n-before)
 	}
-	if n := countEvents(t, s, auditWant{"vic", "command.denied", appKey,
-		map[string]any{"command": "rollback", "trigger": "page", "role": "viewer"}}); n != 1 {
+	if n := countEvents(t, s, auditWant{actor: "vic", action: "command.denied", target: appKey,
+		details: map[string]any{"command": "rollback", "trigger": "page", "role": "viewer"}}); n != 1 {
 		t.Fatalf("%d command.denied events of vic's rollback, want 1", n)
 	}
 	b.signOut()
