@@ -30,11 +30,7 @@ func (s *site) browser(width, height int) *browser {
 // do runs actions with a deadline.
 func (b *browser) do(actions ...chromedp.Action[chromedp.Void]) {
 	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		b.t.Fatalf("browser: %v", err)
-	}
+	webtest.Do(b.t, b.ctx, actions...)
 }
 
 func (b *browser) open(path string) { b.t.Helper(); b.do(chromedp.Navigate(b.site.srv.URL + path)) }
@@ -50,16 +46,7 @@ func (b *browser) text(css string) string {
 	return s
 }
 
-func (b *browser) eval(js string) string {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
-	if err != nil {
-		b.t.Fatalf("browser: evaluate %s: %v", js, err)
-	}
-	return s
-}
+func (b *browser) eval(js string) string { b.t.Helper(); return webtest.Eval(b.t, b.ctx, js) }
 
 func (b *browser) path() string {
 	b.t.Helper()

@@ -150,3 +150,26 @@ func WaitFor(t testing.TB, ctx context.Context, expression string, timeout time.
 		}
 	}
 }
+
+// Do runs actions in the tab with a 30 s deadline, failing the test on error.
+func Do(t testing.TB, ctx context.Context, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		t.Fatalf("webtest: browser: %v", err)
+	}
+}
+
+// Eval evaluates a JavaScript expression of string value in the page,
+// awaiting it when it is a promise, with a 30 s deadline.
+func Eval(t testing.TB, ctx context.Context, js string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("webtest: evaluate %s: %v", js, err)
+	}
+	return s
+}
