@@ -88,11 +88,15 @@ func run(ctx context.Context) error {
 		results = append(results, loadServer(ks, payload, c, *perRun, 0))
 	}
 	// Closed-loop senders measure saturation: at 64 of them latency is
-	// queueing by Little's law. The paced run offers half of that
-	// saturated throughput from 64 senders, as bursts of real deliveries
-	// would, and shows the ack latency while Keystone keeps up.
-	half := results[len(results)-1].throughput() / 2
-	results = append(results, loadServer(ks, payload, 64, *perRun, half))
+	// queueing by Little's law. The paced runs offer a quarter and a half
+	// of that saturated throughput from 64 senders, as bursts of real
+	// deliveries would, and show the ack latency while Keystone keeps up.
+	saturated := results[len(results)-1].throughput()
+	for _, share := range []float64{0.25, 0.5} {
+		r := loadServer(ks, payload, 64, *perRun, share*saturated)
+		r.mode = fmt.Sprintf("paced %.0f%%", 100*share)
+		results = append(results, r)
+	}
 	ceilingURL, err := freshDatabase(ctx, server, "keystone_bench_ceiling")
 	if err != nil {
 		return err
@@ -263,11 +267,7 @@ func loadServer(ks *keystone, payload []byte, concurrency int, d time.Duration, 
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "webhookbench: server run:", err)
 	}
-	mode := "keystone"
-	if rate > 0 {
-		mode = "paced"
-	}
-	return result{mode: mode, concurrency: concurrency, requests: len(lat), elapsed: elapsed,
+	return result{mode: "keystone", concurrency: concurrency, requests: len(lat), elapsed: elapsed,
 		latencies: lat, peakRSSKiB: peak.Load()}
 }
 
