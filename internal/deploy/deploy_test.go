@@ -47,6 +47,10 @@ func TestFirstDeployThenUpdate(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
+	// The start and switch steps share their status description; the log says it once.
+	if n := strings.Count(log, "==> Starting "+sha1[:7]); n != 1 {
+		t.Errorf("the log says %q %d times, want once:\n%s", "Starting "+sha1[:7], n, log)
+	}
 	checkContainer(t, h, app, d1)
 	firstFetch := h.Git.FetchedBytes(h.Repo.FullName)
 

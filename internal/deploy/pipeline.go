@@ -52,6 +52,7 @@ type run struct {
 	maxAttempts int
 	stepPos     int    // position of the open step, 0 if none
 	servingSHA  string // what served when the attempt began
+	lastSaid    string // the last step's line in the log, said once
 }
 
 // permanent marks an error that another attempt cannot fix.
@@ -332,8 +333,11 @@ func (e *Engine) step(ctx context.Context, r *run, name, description string) err
 		return err
 	}
 	r.d, r.stepPos = d, pos
-	r.log.Printf("%s", description)
-	r.log.Flush(ctx) // a step's start is worth reading at once, and survives a crash
+	if description != r.lastSaid { // the switch step says "Starting" again: once in the log is enough
+		r.lastSaid = description
+		r.log.Printf("%s", description)
+		r.log.Flush(ctx) // a step's start is worth reading at once, and survives a crash
+	}
 	return nil
 }
 
