@@ -120,6 +120,13 @@ func (b *tab) followHeldDeploy(gate *dockerGate) int64 {
 	b.waitFor(fmt.Sprintf(`document.querySelectorAll("#log .line").length > %d`, before))
 	b.waitFor(`document.body.textContent.includes("compiling v2")`)
 	b.waitFor(`document.getElementById("live-status").textContent.startsWith("Finished: succeeded")`)
+	// The facts and steps follow the end without a reload: the cleanup step is
+	// listed, and Finished is no longer "not yet".
+	b.waitFor(`document.getElementById("live-status").textContent === "Finished: succeeded." &&
+		document.getElementById("steps").textContent.includes("cleanup")`)
+	if facts := b.eval(`document.getElementById("facts").textContent`); strings.Contains(facts, "not yet") || !strings.Contains(facts, "healthy") {
+		t.Fatalf("the facts after the end: %q", facts)
+	}
 	if same := b.eval(`String(window.e2eSamePage)`); same != "yes" {
 		t.Fatalf("the page reloaded (marker %q): the lines did not arrive live", same)
 	}

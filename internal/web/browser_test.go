@@ -141,6 +141,12 @@ func (b *browser) followTheLiveLog() {
 	if got := b.text("#description"); got != "Deployed in 3.2s" {
 		t.Fatalf("description after the end: %q", got)
 	}
+	// The facts are taken from the server again, without a reload.
+	b.eval(`window.keystoneSamePage = "yes"`)
+	b.waitFor(`document.getElementById("live-status").textContent === "Finished: succeeded."`)
+	if facts := b.text("#facts"); strings.Contains(facts, "not yet") || b.eval(`String(window.keystoneSamePage)`) != "yes" {
+		t.Fatalf("after the end, without a reload, the facts still say %q", facts)
+	}
 }
 
 // rollBack presses Roll back with the default target and lands on the

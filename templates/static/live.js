@@ -67,12 +67,42 @@
     setState(e.data);
   });
 
+  // The facts and steps are the server's to render: once the deployment
+  // ends, take them from a fresh copy of this page instead of reloading it,
+  // which would lose the reader's place in the log. DOMParser runs no script.
+  function refreshSummary(done) {
+    if (!window.fetch || !window.DOMParser) {
+      return;
+    }
+    fetch(window.location.href, {credentials: 'same-origin', headers: {'Accept': 'text/html'}})
+      .then(function (r) {
+        return r.ok ? r.text() : Promise.reject(new Error('HTTP ' + r.status));
+      })
+      .then(function (html) {
+        var fresh = new DOMParser().parseFromString(html, 'text/html');
+        ['facts', 'steps'].forEach(function (id) {
+          var now = document.getElementById(id);
+          var next = fresh.getElementById(id);
+          if (now && next) {
+            now.replaceWith(document.importNode(next, true));
+          }
+        });
+        done();
+      })
+      .catch(function () {}); // the status line still says to reload
+  }
+
   source.addEventListener('end', function (e) {
     var msg = setState(e.data);
     source.close();
     if (status) {
       status.textContent = 'Finished: ' + msg.label + '. Reload for the final steps.';
     }
+    refreshSummary(function () {
+      if (status) {
+        status.textContent = 'Finished: ' + msg.label + '.';
+      }
+    });
   });
 
   source.addEventListener('error', function () {
