@@ -1,37 +1,14 @@
 package e2e_test
 
 import (
-	"encoding/json"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"regexp"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/keystone-app/keystone/internal/github/githubtest"
 )
-
-// commentEvent is the issue_comment delivery of a comment the fake stored.
-func commentEvent(c githubtest.Comment) []byte {
-	owner, name, _ := strings.Cut(repoName, "/")
-	user := map[string]any{"login": c.User, "id": 7, "type": "User"}
-	b, _ := json.Marshal(map[string]any{
-		"action": "created",
-		"comment": map[string]any{"id": c.ID, "body": c.Body, "user": user, "performed_via_github_app": nil,
-			"created_at": c.CreatedAt, "updated_at": c.UpdatedAt},
-		"issue": map[string]any{"number": c.Issue, "title": "t", "user": user,
-			"pull_request": map[string]any{"url": "https://api.github.com/repos/" + repoName + "/pulls/" + fmt.Sprint(c.Issue)}},
-		"repository": map[string]any{"id": 1, "name": name, "full_name": repoName, "owner": map[string]any{"login": owner},
-			"clone_url": "https://github.com/" + repoName + ".git"},
-		"sender":       user,
-		"installation": map[string]any{"id": 42},
-	})
-	return b
-}
 
 // webClient is a browser-less visitor of the status page: a cookie jar,
 // no redirects followed (so that each answer can be checked).

@@ -197,7 +197,7 @@ func (s *stack) deployed(t *testing.T, files map[string][]byte, message string) 
 func (s *stack) comment(t *testing.T, user, body string) githubtest.Comment {
 	t.Helper()
 	c := s.GitHub.AddComment(repoName, prNumber, user, body)
-	s.deliver(t, "issue_comment", commentEvent(c))
+	s.deliver(t, "issue_comment", c.Event(repoName, deploytest.Installation))
 	return c
 }
 

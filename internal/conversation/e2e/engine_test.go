@@ -89,7 +89,7 @@ func (w *world) finalStatus(t *testing.T, sha string, timeout time.Duration) git
 func (w *world) command(t *testing.T, user, body string) githubtest.Comment {
 	t.Helper()
 	c := w.GitHub.AddComment(e2eRepo, e2ePR, user, body)
-	if _, code := w.hooks.deliver("issue_comment", commentEvent(c, e2eRepo)); code != http.StatusAccepted {
+	if _, code := w.hooks.deliver("issue_comment", c.Event(e2eRepo, deploytest.Installation)); code != http.StatusAccepted {
 		t.Fatalf("comment delivery answered %d", code)
 	}
 	return c

@@ -6,7 +6,6 @@ package e2e_test
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -86,24 +85,6 @@ func (h *hooks) post(guid, event string, body []byte) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// commentEvent is an issue_comment delivery of a comment the fake stored.
-func commentEvent(c githubtest.Comment, repo string) []byte {
-	owner, name, _ := strings.Cut(repo, "/")
-	user := map[string]any{"login": c.User, "id": 7, "type": "User"}
-	b, _ := json.Marshal(map[string]any{
-		"action": "created",
-		"comment": map[string]any{"id": c.ID, "body": c.Body, "user": user, "performed_via_github_app": nil,
-			"created_at": c.CreatedAt, "updated_at": c.UpdatedAt},
-		"issue": map[string]any{"number": c.Issue, "title": "t", "user": user,
-			"pull_request": map[string]any{"url": "https://api.github.com/repos/" + repo + "/pulls/" + fmt.Sprint(c.Issue)}},
-		"repository": map[string]any{"id": 1, "name": name, "full_name": repo, "owner": map[string]any{"login": owner},
-			"clone_url": "https://github.com/" + repo + ".git"},
-		"sender":       user,
-		"installation": map[string]any{"id": 42},
-	})
-	return b
 }
 
 func keystoneEnv(t *testing.T, dbURL string, fake *githubtest.Server) map[string]string {

@@ -40,14 +40,14 @@ func TestConversationSurvivesKillAndMissedDelivery(t *testing.T) {
 	h.setURL(ks.URL)
 	fake.Inject(githubtest.Fault{Method: "POST", PathPrefix: "/repos/acme/web/issues/7/comments", Stall: time.Minute, Times: 1})
 	lock := fake.AddComment("acme/web", 7, "alice", "/keystone lock web freeze")
-	if _, code := h.deliver("issue_comment", commentEvent(lock, "acme/web")); code != http.StatusAccepted {
+	if _, code := h.deliver("issue_comment", lock.Event("acme/web", 42)); code != http.StatusAccepted {
 		t.Fatalf("lock command delivery answered %d", code)
 	}
 	await(t, 30*time.Second, "the reply to reach GitHub", func() bool { return len(botReplies(fake, "acme/web", 7)) == 1 })
 	ks.Kill() // GitHub has the reply; Keystone never heard back
 
 	status := fake.AddComment("acme/web", 8, "alice", "/keystone status")
-	if _, code := h.deliver("issue_comment", commentEvent(status, "acme/web")); code != 0 {
+	if _, code := h.deliver("issue_comment", status.Event("acme/web", 42)); code != 0 {
 		t.Fatalf("delivery while Keystone is down answered %d", code)
 	}
 
