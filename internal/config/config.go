@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"regexp"
@@ -78,6 +79,11 @@ type Config struct {
 	// MetricsToken, when set, is required as a bearer token on /metrics
 	// (KEYSTONE_METRICS_TOKEN); when empty only loopback clients may read it.
 	MetricsToken string
+	// TrustedProxies are the addresses (single IPs or CIDRs) whose
+	// X-Forwarded-For and X-Real-IP headers name the client
+	// (KEYSTONE_TRUSTED_PROXIES). Empty: no header is believed, and the
+	// client is the connection's peer.
+	TrustedProxies []netip.Prefix
 }
 
 // EncryptionKey is one entry of KEYSTONE_ENCRYPTION_KEYS.
@@ -124,6 +130,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("port_range", c.PortRange.String()),
 		slog.String("app_host", c.AppHost),
 		slog.Int("workers", c.Workers),
+		slog.Int("trusted_proxies", len(c.TrustedProxies)),
 	)
 }
 
@@ -161,6 +168,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		PortRange:         r.portRange("KEYSTONE_PORT_RANGE", "9000-9999"),
 		Workers:           r.intIn("KEYSTONE_WORKERS", 4, 1, 256),
 		MetricsToken:      r.str("KEYSTONE_METRICS_TOKEN", ""),
+		TrustedProxies:    r.prefixes("KEYSTONE_TRUSTED_PROXIES"),
 	}
 	c.GitHubPrivateKeyPEM = r.privateKey()
 	if c.GitHubAppID != 0 && len(c.GitHubPrivateKeyPEM) == 0 {
@@ -306,6 +314,27 @@ func (r *reader) url(name, def string) *url.URL {
 	r.problem("%s: %q is not an absolute http(s) URL", name, v)
 	u, _ = url.Parse(def)
 	return u
+}
+
+// prefixes reads a comma-separated list of IP addresses and CIDRs; a single
+// address becomes the prefix holding only itself.
+func (r *reader) prefixes(name string) []netip.Prefix {
+	v, ok := r.raw(name)
+	if !ok || strings.TrimSpace(v) == "" {
+		return nil
+	}
+	var out []netip.Prefix
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if p, err := netip.ParsePrefix(item); err == nil {
+			out = append(out, p.Masked())
+		} else if a, err := netip.ParseAddr(item); err == nil {
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+		} else {
+			r.problem("%s: %q is neither an IP address nor a CIDR (e.g. 10.0.0.1 or 10.0.0.0/8)", name, item)
+		}
+	}
+	return out
 }
 
 var portRangePattern = regexp.MustCompile(`^(\d{1,5})-(\d{1,5})$`)

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +72,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"KEYSTONE_WORKERS", "four"},
 		{"KEYSTONE_GITHUB_PRIVATE_KEY", "not a pem"},
 		{"KEYSTONE_GITHUB_PRIVATE_KEY_FILE", "/no/such/key.pem"},
+		{"KEYSTONE_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"},
+		{"KEYSTONE_TRUSTED_PROXIES", "10.0.0.0/33"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {
@@ -191,5 +194,24 @@ func TestSecretsStayOutOfErrorsAndLogs(t *testing.T) {
 	}
 	if s := c.LogValue().String(); strings.Contains(s, "hook-secret-value") {
 		t.Fatalf("log value shows the secret: %s", s)
+	}
+}
+
+func TestTrustedProxies(t *testing.T) {
+	cases := []struct{ value, want string }{
+		{"", "[]"},
+		{"127.0.0.1", "[127.0.0.1/32]"},
+		{" 10.1.2.3/8 , ::1, fd00::/8", "[10.0.0.0/8 ::1/128 fd00::/8]"},
+	}
+	for _, c := range cases {
+		t.Run(c.value, func(t *testing.T) {
+			cfg, err := config.Load(env(map[string]string{"KEYSTONE_TRUSTED_PROXIES": c.value}))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := fmt.Sprint(cfg.TrustedProxies); got != c.want {
+				t.Fatalf("TrustedProxies = %s, want %s", got, c.want)
+			}
+		})
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -35,6 +36,9 @@ type RouterConfig struct {
 	// MetricsToken, when set, is required as "Authorization: Bearer <token>" on
 	// /metrics; when empty only loopback clients may read it.
 	MetricsToken string
+	// TrustedProxies may name the client in X-Forwarded-For or X-Real-IP;
+	// from anyone else those headers are ignored.
+	TrustedProxies []netip.Prefix
 }
 
 // ReadyTimeout bounds each readiness check.
@@ -44,9 +48,13 @@ const ReadyTimeout = 2 * time.Second
 func NewRouter(cfg RouterConfig) *gin.Engine {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
-	// Keystone is reached directly or through a proxy we do not know: never
-	// believe a client's X-Forwarded-For about who it is.
-	_ = r.SetTrustedProxies(nil)
+	// Who the client is matters to the sign-in throttle, the audit trail and
+	// /metrics: believe X-Forwarded-For only from the proxies configured.
+	if err := r.SetTrustedProxies(proxyList(cfg.TrustedProxies)); err != nil {
+		// Unreachable with prefixes from package config; trust nobody then.
+		cfg.Logger.Error("trusted proxies refused; trusting none", slog.String("error", err.Error()))
+		_ = r.SetTrustedProxies(nil) // nil cannot fail
+	}
 	// First, so that every answer carries them: gin applies middleware only
 	// to routes registered after it (and to 404s).
 	r.Use(securityHeaders)
@@ -91,11 +99,24 @@ func metricsGuard(token string) gin.HandlerFunc {
 			}
 			return
 		}
-		host, _, err := net.SplitHostPort(c.Request.RemoteAddr)
-		if ip := net.ParseIP(host); err != nil || ip == nil || !ip.IsLoopback() {
+		// ClientIP is the peer unless a trusted proxy forwarded the request:
+		// then it is the proxy's client, so a local proxy opens nothing.
+		if ip := net.ParseIP(c.ClientIP()); ip == nil || !ip.IsLoopback() {
 			c.AbortWithStatusJSON(http.StatusForbidden, gin.H{"error": "metrics are served to loopback clients only unless KEYSTONE_METRICS_TOKEN is set"})
 		}
 	}
+}
+
+// proxyList is prefixes as gin takes them; nil (trust nobody) when empty.
+func proxyList(prefixes []netip.Prefix) []string {
+	if len(prefixes) == 0 {
+		return nil
+	}
+	out := make([]string, len(prefixes))
+	for i, p := range prefixes {
+		out[i] = p.String()
+	}
+	return out
 }
 
 // ContentSecurityPolicy is sent with every answer: only Keystone's own

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -127,5 +128,51 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("X-Frame-Options") != "DENY" {
 			t.Errorf("GET %s headers: %v", tc.path, h)
 		}
+	}
+}
+
+// TestClientAddressBehindProxies: X-Forwarded-For names the client only when
+// the request comes from a configured proxy, so that the sign-in throttle and
+// the audit trail see real clients behind a proxy and a client cannot pick
+// its own address; and a local proxy does not open /metrics to the world.
+func TestClientAddressBehindProxies(t *testing.T) {
+	proxies := []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32"), netip.MustParsePrefix("10.0.0.0/8")}
+	routers := map[string]*gin.Engine{
+		"none":    server.NewRouter(server.RouterConfig{Logger: discardLogger(), Gatherer: prometheus.NewRegistry()}),
+		"proxies": server.NewRouter(server.RouterConfig{Logger: discardLogger(), Gatherer: prometheus.NewRegistry(), TrustedProxies: proxies}),
+	}
+	for _, r := range routers {
+		r.GET("/whoami", func(c *gin.Context) { c.String(http.StatusOK, c.ClientIP()) })
+	}
+	cases := []struct {
+		router, remote, forwarded string
+		client                    string
+		metrics                   int
+	}{
+		{"none", "203.0.113.9:5000", "127.0.0.1", "203.0.113.9", 403},
+		{"none", "127.0.0.1:5000", "203.0.113.9", "127.0.0.1", 200},
+		{"proxies", "127.0.0.1:5000", "203.0.113.9", "203.0.113.9", 403},
+		{"proxies", "10.1.1.1:5000", "198.51.100.7, 10.2.2.2", "198.51.100.7", 403},
+		{"proxies", "127.0.0.1:5000", "", "127.0.0.1", 200},
+		{"proxies", "203.0.113.9:5000", "127.0.0.1", "203.0.113.9", 403},
+	}
+	for _, c := range cases {
+		t.Run(c.router+" "+c.remote+" for "+c.forwarded, func(t *testing.T) {
+			for path, want := range map[string]int{"/whoami": 200, "/metrics": c.metrics} {
+				req := httptest.NewRequest(http.MethodGet, path, nil)
+				req.RemoteAddr = c.remote
+				if c.forwarded != "" {
+					req.Header.Set("X-Forwarded-For", c.forwarded)
+				}
+				rec := httptest.NewRecorder()
+				routers[c.router].ServeHTTP(rec, req)
+				if rec.Code != want {
+					t.Fatalf("%s: %d, want %d", path, rec.Code, want)
+				}
+				if path == "/whoami" && rec.Body.String() != c.client {
+					t.Fatalf("client %q, want %s", rec.Body, c.client)
+				}
+			}
+		})
 	}
 }
