@@ -43,14 +43,14 @@ func TestEveryAuditedActionLeavesItsEvent(t *testing.T) {
 
 	v1 := s.deployed(t, appFiles(t, gittest.Behaviour{Version: "1"}), "v1")
 	lock := s.comment(t, "alice", "/keystone lock web freeze")
-	s.reply(t, lock, "🔒 **web** is locked by @alice: freeze.")
+	s.Reply(t, lock, "🔒 **web** is locked by @alice: freeze.", deployWait)
 	unlock := s.comment(t, "alice", "/keystone unlock")
-	s.reply(t, unlock, "🔓 **web** is unlocked")
+	s.Reply(t, unlock, "🔓 **web** is unlocked", deployWait)
 	// Comments redeploy with `deploy` (the branch's head again, an update).
 	redeploy := s.comment(t, "alice", "/keystone deploy web")
-	s.reply(t, redeploy, "✅ Deployed **web** at `"+v1[:7]+"`")
+	s.Reply(t, redeploy, "✅ Deployed **web** at `"+v1[:7]+"`", deployWait)
 	denied := s.comment(t, "bob", "/keystone lock web")
-	s.reply(t, denied, "needs write, maintain or admin access")
+	s.Reply(t, denied, "needs write, maintain or admin access", deployWait)
 	// The file now names only an app of another branch: web leaves.
 	s.push(t, map[string][]byte{".keystone.yml": gittest.KeystoneYML("other", "release")}, "web leaves")
 

@@ -68,7 +68,7 @@ func TestBrowserJourney(t *testing.T) {
 	s.addUser(t, "dee", "deployer")
 	s.addUser(t, "vic", "viewer")
 	v1 := s.deployed(t, appFiles(t, gittest.Behaviour{Version: "1"}), "v1")
-	port := s.appPort(t)
+	port := s.App(t, "web").HostPort
 
 	live := b.followHeldDeploy(gate)
 	if d := s.WaitFinished(t, live, deployWait); d.State != store.StateSucceeded || !deploytest.Serves(port, "2") {

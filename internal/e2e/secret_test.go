@@ -31,7 +31,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 	sha := s.deployed(t, appFiles(t, gittest.Behaviour{Version: "1", BuildStep: true,
 		BuildPrint: []string{"build sees " + value}, PrintEnv: []string{"API_TOKEN"}}), "v1 prints its secret")
 	id := s.lastDeploymentID(t)
-	port := s.appPort(t)
+	port := s.App(t, "web").HostPort
 	if code, body, err := deploytest.Get(port, "/env/API_TOKEN"); err != nil || code != 200 || body != value {
 		t.Fatalf("the container's API_TOKEN: %d %q %v; want the secret", code, body, err)
 	}
@@ -39,7 +39,7 @@ func TestSecretNeverLeaks(t *testing.T) {
 		return s.botCommentContains("✅ Deployed **web** at `" + sha[:7] + "`"), nil
 	})
 	status := s.comment(t, "alice", "/keystone status")
-	s.reply(t, status, "Keystone status of "+repoName)
+	s.Reply(t, status, "Keystone status of "+repoName, deployWait)
 
 	// The printed lines reached Keystone: they are there, masked.
 	log := strings.Join(s.Log(t, id), "\n")

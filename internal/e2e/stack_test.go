@@ -201,33 +201,6 @@ func (s *stack) comment(t *testing.T, user, body string) githubtest.Comment {
 	return c
 }
 
-// reply waits for Keystone's reply to comment c to contain want.
-func (s *stack) reply(t *testing.T, c githubtest.Comment, want string) string {
-	t.Helper()
-	marker := fmt.Sprintf("<!-- keystone:thread=reply:%d -->", c.ID)
-	var body string
-	deploytest.Eventually(t, deployWait, fmt.Sprintf("a reply to %q containing %q", c.Body, want), func() (bool, error) {
-		for _, r := range s.GitHub.Comments(repoName, prNumber) {
-			if strings.Contains(r.Body, marker) {
-				body = r.Body
-				return strings.Contains(body, want), fmt.Errorf("reply so far: %s", body)
-			}
-		}
-		return false, nil
-	})
-	return body
-}
-
-// appPort is the host port of the app "web".
-func (s *stack) appPort(t *testing.T) int {
-	t.Helper()
-	var port int
-	if err := s.Store.Pool().QueryRow(t.Context(), `SELECT host_port FROM apps WHERE name = 'web'`).Scan(&port); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 // lastDeploymentID is the newest deployment of the app "web".
 func (s *stack) lastDeploymentID(t *testing.T) int64 {
 	t.Helper()

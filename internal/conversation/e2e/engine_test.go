@@ -1,7 +1,6 @@
 package e2e_test
 
 import (
-	"context"
 	"fmt"
 	"maps"
 	"net/http"
@@ -95,37 +94,6 @@ func (w *world) command(t *testing.T, user, body string) githubtest.Comment {
 	return c
 }
 
-// reply waits for Keystone's reply to comment c to contain want.
-func (w *world) reply(t *testing.T, c githubtest.Comment, want string, timeout time.Duration) string {
-	t.Helper()
-	marker := fmt.Sprintf("<!-- keystone:thread=reply:%d -->", c.ID)
-	var body string
-	defer func() {
-		if t.Failed() {
-			t.Logf("last reply seen:\n%s", body)
-		}
-	}()
-	await(t, timeout, fmt.Sprintf("a reply to %q containing %q", c.Body, want), func() bool {
-		for _, r := range botReplies(w.GitHub, e2eRepo, e2ePR) {
-			if strings.Contains(r.Body, marker) {
-				body = r.Body
-				return strings.Contains(body, want)
-			}
-		}
-		return false
-	})
-	return body
-}
-
-func (w *world) appPort(t *testing.T) int {
-	t.Helper()
-	var port int
-	if err := w.Store.Pool().QueryRow(context.Background(), `SELECT host_port FROM apps WHERE name = 'web'`).Scan(&port); err != nil {
-		t.Fatal(err)
-	}
-	return port
-}
-
 var deployedRE = regexp.MustCompile(`^Deployed in [0-9.]+s · healthy \(GET /healthz 200\)$`)
 
 // pendingSteps are the pending descriptions of a first deploy or update.
@@ -157,7 +125,7 @@ func TestConversationEndToEnd(t *testing.T) {
 	if want := pendingSteps(v1); fmt.Sprint(got[:len(got)-1]) != fmt.Sprint(want) {
 		t.Errorf("statuses of v1 = %q\nwant %q then success", got, want)
 	}
-	port := w.appPort(t)
+	port := w.App(t, "web").HostPort
 	await(t, 30*time.Second, "the PR comment of v1", func() bool {
 		c := botReplies(w.GitHub, e2eRepo, e2ePR)
 		return len(c) == 1 && strings.Contains(c[0].Body, "✅ Deployed **web** at `"+v1[:7]+"`")
@@ -186,7 +154,7 @@ func TestConversationEndToEnd(t *testing.T) {
 	}
 
 	rb := w.command(t, "alice", "/keystone rollback")
-	body := w.reply(t, rb, "✅ Rolled back **web** to `"+v1[:7]+"`", 3*time.Minute)
+	body := w.Reply(t, rb, "✅ Rolled back **web** to `"+v1[:7]+"`", 3*time.Minute)
 	for _, part := range []string{fmt.Sprintf("http://127.0.0.1:%d/", port), "healthy: GET /healthz answered 200", "/deployments/"} {
 		if !strings.Contains(body, part) {
 			t.Errorf("rollback reply lacks %q:\n%s", part, body)
@@ -200,22 +168,22 @@ func TestConversationEndToEnd(t *testing.T) {
 	}
 
 	denied := w.command(t, "bob", "/keystone rollback to "+v3[:7])
-	w.reply(t, denied, "needs write, maintain or admin access", time.Minute)
+	w.Reply(t, denied, "needs write, maintain or admin access", time.Minute)
 
 	fork := w.Repo.CommitToRef(t, "main", "refs/pull/9/head", gittest.AppFiles(t, "", gittest.Behaviour{Version: "fork"}), "fork")
 	forked := w.command(t, "alice", "/keystone deploy web "+fork)
-	w.reply(t, forked, "branch of octo/web", 2*time.Minute) // "is not a commit on a branch of", "is on no branch of"
+	w.Reply(t, forked, "branch of octo/web", 2*time.Minute) // "is not a commit on a branch of", "is on no branch of"
 
 	lock := w.command(t, "alice", "/keystone lock web release freeze")
-	w.reply(t, lock, "🔒 **web** is locked by @alice: release freeze.", time.Minute)
+	w.Reply(t, lock, "🔒 **web** is locked by @alice: release freeze.", time.Minute)
 	v4 := w.push(t, gittest.Behaviour{Version: "4"})
 	if st := w.finalStatus(t, v4, 2*time.Minute); st.State != "error" || st.Description != "Not deployed: web is locked by @alice (release freeze)" {
 		t.Fatalf("status of a push while locked = %+v", st)
 	}
 	unlock := w.command(t, "alice", "/keystone unlock")
-	w.reply(t, unlock, "🔓 **web** is unlocked", time.Minute)
+	w.Reply(t, unlock, "🔓 **web** is unlocked", time.Minute)
 	status := w.command(t, "alice", "/keystone status web")
-	w.reply(t, status, "[`"+v1[:7]+"`]", time.Minute)
+	w.Reply(t, status, "[`"+v1[:7]+"`]", time.Minute)
 
 	if !deploytest.Serves(port, "1") {
 		t.Errorf("the app no longer serves version 1: a refused or locked request deployed something")
@@ -304,7 +272,7 @@ func TestMissedPushIsRedeliveredAndDeployed(t *testing.T) {
 	if r := w.GitHub.Redelivered(); len(r) != 1 {
 		t.Errorf("%d redeliveries, want 1", len(r))
 	}
-	if !deploytest.Serves(w.appPort(t), "1") {
+	if !deploytest.Serves(w.App(t, "web").HostPort, "1") {
 		t.Errorf("the missed push is not serving")
 	}
 }

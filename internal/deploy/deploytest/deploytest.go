@@ -8,6 +8,7 @@ package deploytest
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -235,6 +236,24 @@ func (e *Env) Deployments(t testing.TB, name string) []store.Deployment {
 		out = append(out, d)
 	}
 	return out
+}
+
+// Reply waits until Keystone's reply to comment c (its own comment carrying
+// the reply marker of c) contains want, and returns the reply's body.
+func (e *Env) Reply(t testing.TB, c githubtest.Comment, want string, timeout time.Duration) string {
+	t.Helper()
+	marker := fmt.Sprintf("<!-- keystone:thread=reply:%d -->", c.ID)
+	var body string
+	Eventually(t, timeout, fmt.Sprintf("a reply to %q containing %q", c.Body, want), func() (bool, error) {
+		for _, r := range e.GitHub.Comments(e.Repo.FullName, c.Issue) {
+			if r.User == e.GitHub.Slug+"[bot]" && strings.Contains(r.Body, marker) {
+				body = r.Body
+				return strings.Contains(body, want), fmt.Errorf("reply so far: %s", body)
+			}
+		}
+		return false, errors.New("no reply yet")
+	})
+	return body
 }
 
 // App returns the app named name of the repository.
