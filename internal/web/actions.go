@@ -84,12 +84,8 @@ func (h *Handler) requestDeployment(c *gin.Context, kind string) {
 // setSecret sets one secret of the app (admins only). The value is never
 // echoed back, logged or put in an error.
 func (h *Handler) setSecret(c *gin.Context) {
-	a, ok := h.lookupApp(c)
+	a, ok := h.secretsApp(c)
 	if !ok {
-		return
-	}
-	if h.opts.Secrets == nil {
-		h.refuse(c, http.StatusServiceUnavailable, "Not available", "Secrets cannot be managed on this Keystone.")
 		return
 	}
 	key := strings.TrimSpace(c.PostForm("key"))
@@ -118,12 +114,8 @@ func (h *Handler) setSecret(c *gin.Context) {
 
 // unsetSecret removes one secret of the app (admins only).
 func (h *Handler) unsetSecret(c *gin.Context) {
-	a, ok := h.lookupApp(c)
+	a, ok := h.secretsApp(c)
 	if !ok {
-		return
-	}
-	if h.opts.Secrets == nil {
-		h.refuse(c, http.StatusServiceUnavailable, "Not available", "Secrets cannot be managed on this Keystone.")
 		return
 	}
 	key := strings.TrimSpace(c.PostForm("key"))
@@ -139,6 +131,20 @@ func (h *Handler) unsetSecret(c *gin.Context) {
 	}
 	h.log.Info("secret unset", slog.String("user", user.Name), slog.String("app", a.Key()), slog.String("key", key))
 	c.Redirect(http.StatusSeeOther, appPath(a)+"?done=secret-unset#secrets")
+}
+
+// secretsApp finds the app whose secrets a request changes; false when it
+// has answered already (no such app, or no secrets service here).
+func (h *Handler) secretsApp(c *gin.Context) (store.App, bool) {
+	a, ok := h.lookupApp(c)
+	if !ok {
+		return store.App{}, false
+	}
+	if h.opts.Secrets == nil {
+		h.refuse(c, http.StatusServiceUnavailable, "Not available", "Secrets cannot be managed on this Keystone.")
+		return store.App{}, false
+	}
+	return a, true
 }
 
 // secretRefusal is what an admin is told when a secret change is refused:
