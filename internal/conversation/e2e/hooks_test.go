@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/keystone-app/keystone/internal/deploy/deploytest"
 	"github.com/keystone-app/keystone/internal/github/githubtest"
 	"github.com/keystone-app/keystone/internal/store/storetest"
 	"github.com/keystone-app/keystone/internal/webhook"
@@ -118,13 +119,8 @@ func metricsText(t *testing.T, base string) string {
 	return string(b)
 }
 
+// await polls cond until it holds, failing the test after timeout.
 func await(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(50 * time.Millisecond) // polling the awaited condition
-	}
+	deploytest.Eventually(t, timeout, what, func() (bool, error) { return cond(), nil })
 }
