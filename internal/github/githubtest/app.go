@@ -25,6 +25,11 @@ func (s *Server) routes() {
 	m.HandleFunc("POST "+r+"/statuses/{sha}", s.requireRepo(s.createStatus))
 	m.HandleFunc("GET "+r+"/commits/{sha}/pulls", s.requireRepo(s.listPullsForCommit))
 	m.HandleFunc("GET "+r+"/commits/{sha}/statuses", s.requireRepo(s.listStatuses))
+	m.HandleFunc("POST "+r+"/deployments", s.requireRepo(s.createDeployment))
+	m.HandleFunc("GET "+r+"/deployments", s.requireRepo(s.listDeployments))
+	m.HandleFunc("GET "+r+"/deployments/{id}", s.requireRepo(s.getDeployment))
+	m.HandleFunc("POST "+r+"/deployments/{id}/statuses", s.requireRepo(s.createDeploymentStatus))
+	m.HandleFunc("GET "+r+"/deployments/{id}/statuses", s.requireRepo(s.listDeploymentStatuses))
 	m.HandleFunc("GET "+r+"/issues/{number}/comments", s.requireRepo(s.listComments))
 	m.HandleFunc("POST "+r+"/issues/{number}/comments", s.requireRepo(s.createComment))
 	m.HandleFunc("PATCH "+r+"/issues/comments/{id}", s.requireRepo(s.editComment))
@@ -102,8 +107,9 @@ func (s *Server) appJSON() map[string]any {
 		"created_at": "2024-01-01T00:00:00Z", "updated_at": "2024-01-01T00:00:00Z",
 		"permissions": map[string]string{
 			"contents": "read", "metadata": "read", "statuses": "write", "issues": "write", "pull_requests": "write",
+			"deployments": "write",
 		},
-		"events": []string{"push", "issue_comment", "installation", "installation_repositories"},
+		"events": []string{"push", "issue_comment", "installation", "installation_repositories", "pull_request"},
 	}
 }
 

@@ -26,6 +26,7 @@ type repo struct {
 	comments     []*Comment
 	reactions    []Reaction
 	pulls        map[string][]int // lower-case sha → PR numbers
+	deployments  []*Deployment    // oldest first
 }
 
 func newRepo(fullName string, id, inst int64) *repo {
