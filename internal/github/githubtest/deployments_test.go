@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	gh "github.com/google/go-github/v66/github"
-
 )
 
 const sha2 = "0123456789abcdef0123456789abcdef01234567"
