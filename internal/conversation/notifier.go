@@ -21,7 +21,7 @@ func StatusContext(app string) string { return "keystone/" + app }
 
 // Notifier is the deploy engine's deploy.Notifier: every creation and
 // state or step change of a deployment becomes, in the same transaction,
-// the commit status of its SHA, an edit of the reply to the command that
+// the commit status of its SHA, its GitHub Deployment's status, an edit of the reply to the command that
 // asked for it, and for pushes an edit of the app's comment on the pull
 // request the commit came from.
 type Notifier struct {
@@ -58,6 +58,9 @@ func (n *Notifier) DeploymentChanged(ctx context.Context, tx pgx.Tx, app store.A
 	t := outbox.Target{InstallationID: app.InstallationID, Owner: app.Owner, Repo: app.Repo}
 	if _, err := outbox.EnqueueStatus(ctx, q, t, n.Status(app, d)); err != nil {
 		return fmt.Errorf("status of deployment %d: %w", d.ID, err)
+	}
+	if err := n.gitHubDeployment(ctx, q, t, app, d); err != nil {
+		return err
 	}
 	if id, ok := commandOf(ctx); ok {
 		if _, err := q.LinkCommandDeployment(ctx, id, d.ID); err != nil {

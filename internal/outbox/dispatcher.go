@@ -74,6 +74,10 @@ type GitHub interface {
 	FindComment(ctx context.Context, inst int64, owner, repo string, number int, match func(github.Comment) bool) (github.Comment, bool, error)
 	CreateReaction(ctx context.Context, inst int64, owner, repo string, commentID int64, content string) error
 	PullRequestsForCommit(ctx context.Context, inst int64, owner, repo, sha string) ([]github.PullRequest, error)
+	CreateDeployment(ctx context.Context, inst int64, owner, repo string, d github.NewDeployment) (int64, error)
+	FindDeployment(ctx context.Context, inst int64, owner, repo, sha, environment string, match func(github.Deployment) bool) (github.Deployment, bool, error)
+	CreateDeploymentStatus(ctx context.Context, inst int64, owner, repo string, id int64, s github.DeploymentStatus) error
+	LatestDeploymentStatus(ctx context.Context, inst int64, owner, repo string, id int64) (github.DeploymentStatus, bool, error)
 }
 
 // Dispatcher sends the outbox. Every Keystone process runs one; a

@@ -1,9 +1,9 @@
 // Package outbox is the durable outbox of everything Keystone says to
-// GitHub: commit statuses, comments (posted once, then edited) and
-// reactions. Callers add entries in the transaction of the change that causes
+// GitHub: commit statuses, comments (posted once, then edited), reactions,
+// and GitHub Deployments with their statuses. Callers add entries in the transaction of the change that causes
 // them (Enqueue*); the Dispatcher sends them, in order per ordering key —
 // (repository, SHA, context) for statuses, (repository, comment thread) for
-// comments — with one installation's requests sent one at a time across all
+// comments, (repository, environment) for deployments — with one installation's requests sent one at a time across all
 // Keystone processes, waiting as GitHub asks through outages and rate limits.
 // An outage delays what Keystone says; it never loses, repeats or reorders it.
 package outbox
@@ -26,6 +26,10 @@ const (
 	KindStatus   = "status"
 	KindComment  = "comment"
 	KindReaction = "reaction"
+	// KindDeployment creates a GitHub Deployment, KindDeploymentStatus
+	// posts one of its statuses (SPEC §14).
+	KindDeployment       = "deployment"
+	KindDeploymentStatus = "deployment_status"
 )
 
 // Target is the repository an entry speaks to, through its installation.

@@ -74,7 +74,7 @@ func (c *pendingCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, float64(n.Count), n.Kind)
 		ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, time.Since(n.Oldest).Seconds(), n.Kind)
 	}
-	for _, kind := range []string{KindStatus, KindComment, KindReaction} {
+	for _, kind := range []string{KindStatus, KindComment, KindReaction, KindDeployment, KindDeploymentStatus} {
 		if !seen[kind] {
 			ch <- prometheus.MustNewConstMetric(c.pending, prometheus.GaugeValue, 0, kind)
 			ch <- prometheus.MustNewConstMetric(c.oldest, prometheus.GaugeValue, 0, kind)

@@ -35,6 +35,18 @@ func (d *Dispatcher) deliver(ctx context.Context, e store.OutboxEntry, prev int)
 			return "", fmt.Errorf("decode comment entry %d: %w", e.ID, err)
 		}
 		return d.sendComment(ctx, e, c)
+	case KindDeployment:
+		var p Deployment
+		if err := json.Unmarshal(e.Payload, &p); err != nil {
+			return "", fmt.Errorf("decode deployment entry %d: %w", e.ID, err)
+		}
+		return d.sendDeployment(ctx, e, p, prev)
+	case KindDeploymentStatus:
+		var s DeploymentStatus
+		if err := json.Unmarshal(e.Payload, &s); err != nil {
+			return "", fmt.Errorf("decode deployment status entry %d: %w", e.ID, err)
+		}
+		return d.sendDeploymentStatus(ctx, e, s, prev)
 	}
 	return "", fmt.Errorf("outbox entry %d: unknown kind %q", e.ID, e.Kind)
 }
