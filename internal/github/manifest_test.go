@@ -44,10 +44,11 @@ func TestAppManifest(t *testing.T) {
 		}
 	}
 	events := slices.Sorted(slices.Values(m.DefaultEvents))
-	if want := []string{"installation", "installation_repositories", "issue_comment", "push"}; !reflect.DeepEqual(events, want) {
+	if want := []string{"installation", "installation_repositories", "issue_comment", "pull_request", "push"}; !reflect.DeepEqual(events, want) {
 		t.Errorf("default_events = %v, want %v", events, want)
 	}
-	want := map[string]string{"contents": "read", "metadata": "read", "statuses": "write", "issues": "write", "pull_requests": "write"}
+	want := map[string]string{"contents": "read", "metadata": "read", "statuses": "write", "issues": "write", "pull_requests": "write",
+		"deployments": "write"}
 	if !reflect.DeepEqual(m.DefaultPermissions, want) {
 		t.Errorf("default_permissions = %v, want exactly %v", m.DefaultPermissions, want)
 	}
