@@ -68,7 +68,8 @@ type deploymentInput struct {
 //     only those contexts; [] checks none;
 //   - environment defaults to "production", production_environment to
 //     whether the environment is "production", transient_environment to
-//     false; a description over 140 characters is 422.
+//     false. (GitHub documents no length limit on a deployment's
+//     description, only on a status's: the fake sets none.)
 func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request, rp *repo) {
 	var in deploymentInput
 	if !decodeBody(w, r, &in) {
@@ -80,10 +81,6 @@ func (s *Server) createDeployment(w http.ResponseWriter, r *http.Request, rp *re
 		return
 	case !shaRE.MatchString(*in.Ref):
 		writeError(w, http.StatusUnprocessableEntity, "No ref found for: "+*in.Ref)
-		return
-	case in.Description != nil && utf8.RuneCountInString(*in.Description) > maxStatusDescription:
-		writeValidation(w, fieldError{Resource: "Deployment", Field: "description", Code: "custom",
-			Message: fmt.Sprintf("description is too long (maximum is %d characters)", maxStatusDescription)})
 		return
 	case in.AutoMerge == nil || *in.AutoMerge:
 		writeError(w, http.StatusConflict, "Conflict merging main into "+*in.Ref+".")
