@@ -1,0 +1,59 @@
+// Package routertest has helpers for tests of the router: versioned backends.
+package routertest
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Backend is an app version on a real loopback port: GET / answers its
+// name, /up answers 200, /slow?ms=N answers after N ms, /headers echoes the
+// X-Forwarded-* headers and Host it received.
+type Backend struct {
+	Name string
+	*httptest.Server
+}
+
+// Addr is the backend's host:port.
+func (b *Backend) Addr() string { return strings.TrimPrefix(b.URL, "http://") }
+
+// NewBackend starts a backend answering name; it is closed at cleanup.
+func NewBackend(t testing.TB, name string) *Backend {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) })
+	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
+	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
+		select {
+		case <-time.After(time.Duration(ms) * time.Millisecond):
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, name)
+	})
+	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "host=%s xff=%s proto=%s xfh=%s", r.Host,
+			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"))
+	})
+	b := &Backend{Name: name, Server: httptest.NewServer(mux)}
+	t.Cleanup(b.Close)
+	return b
+}
+
+// Eventually polls cond every 10 ms until it is true or d passes.
+func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
