@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -17,7 +18,11 @@ import (
 type Backend struct {
 	Name string
 	*httptest.Server
+	slow atomic.Int64
 }
+
+// SlowInFlight is how many /slow requests the backend is answering now.
+func (b *Backend) SlowInFlight() int64 { return b.slow.Load() }
 
 // Addr is the backend's host:port.
 func (b *Backend) Addr() string { return strings.TrimPrefix(b.URL, "http://") }
@@ -25,10 +30,13 @@ func (b *Backend) Addr() string { return strings.TrimPrefix(b.URL, "http://") }
 // NewBackend starts a backend answering name; it is closed at cleanup.
 func NewBackend(t testing.TB, name string) *Backend {
 	t.Helper()
+	b := &Backend{Name: name}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) })
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
 	mux.HandleFunc("/slow", func(w http.ResponseWriter, r *http.Request) {
+		b.slow.Add(1)
+		defer b.slow.Add(-1)
 		ms, _ := strconv.Atoi(r.URL.Query().Get("ms"))
 		select {
 		case <-time.After(time.Duration(ms) * time.Millisecond):
@@ -41,7 +49,7 @@ func NewBackend(t testing.TB, name string) *Backend {
 		fmt.Fprintf(w, "host=%s xff=%s proto=%s xfh=%s", r.Host,
 			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"))
 	})
-	b := &Backend{Name: name, Server: httptest.NewServer(mux)}
+	b.Server = httptest.NewServer(mux)
 	t.Cleanup(b.Close)
 	return b
 }
