@@ -56,8 +56,9 @@ type Manager struct {
 	log   *slog.Logger
 	now   func() time.Time
 	mu    sync.Mutex
-	errs  map[string]lastError
-	hosts func() []string
+	errs    map[string]lastError
+	hosts   func() []string
+	allowed func(string) bool
 }
 
 type lastError struct {
@@ -94,13 +95,9 @@ func New(opts Options, hosts func() []string) (*Manager, error) {
 		}
 		httpClient = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
 	}
-	m := &Manager{dir: opts.Dir, log: log, now: opts.Now, errs: map[string]lastError{}, hosts: hosts}
+	m := &Manager{dir: opts.Dir, log: log, now: opts.Now, errs: map[string]lastError{}, hosts: hosts, allowed: opts.Allowed}
 	if m.now == nil {
 		m.now = time.Now
-	}
-	var contact string
-	if opts.Email != "" {
-		contact = opts.Email
 	}
 	m.ac = &autocert.Manager{
 		Prompt: autocert.AcceptTOS,
@@ -111,7 +108,7 @@ func New(opts Options, hosts func() []string) (*Manager, error) {
 			}
 			return nil
 		},
-		Email:  contact,
+		Email:  opts.Email,
 		Client: &acme.Client{DirectoryURL: opts.DirectoryURL, HTTPClient: httpClient, UserAgent: "keystone-proxy"},
 	}
 	return m, nil
@@ -125,11 +122,10 @@ func (m *Manager) TLSConfig() *tls.Config {
 	cfg.GetCertificate = func(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		cert, err := get(hello)
 		host := strings.ToLower(hello.ServerName)
-		if err != nil && host != "" && len(host) <= 253 {
+		// Only routed names are remembered: any client can send any SNI.
+		if err != nil && m.allowed(host) {
 			m.mu.Lock()
-			if _, known := m.errs[host]; known || len(m.errs) < 10000 {
-				m.errs[host] = lastError{msg: err.Error(), at: m.now()}
-			}
+			m.errs[host] = lastError{msg: err.Error(), at: m.now()}
 			m.mu.Unlock()
 			m.log.Warn("router: certificate", "host", host, "err", err)
 		} else if err == nil {
