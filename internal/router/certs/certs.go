@@ -51,11 +51,11 @@ type Options struct {
 
 // Manager hands out certificates for routed host names.
 type Manager struct {
-	ac    *autocert.Manager
-	dir   string
-	log   *slog.Logger
-	now   func() time.Time
-	mu    sync.Mutex
+	ac      *autocert.Manager
+	dir     string
+	log     *slog.Logger
+	now     func() time.Time
+	mu      sync.Mutex
 	errs    map[string]lastError
 	hosts   func() []string
 	allowed func(string) bool
