@@ -72,5 +72,13 @@ func (s *stateFile) save(routes []Route) error {
 	if err := os.Rename(tmp.Name(), s.path); err != nil {
 		return fmt.Errorf("save router state: %w", err)
 	}
+	// The rename itself is durable only once the directory is synced.
+	if d, err := os.Open(filepath.Dir(s.path)); err == nil {
+		err = d.Sync()
+		d.Close()
+		if err != nil {
+			return fmt.Errorf("save router state: sync directory: %w", err)
+		}
+	}
 	return nil
 }

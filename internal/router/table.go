@@ -146,14 +146,13 @@ func (r *Router) Switch(ctx context.Context, name string, req SwitchRequest) (Sw
 
 	r.writeMu.Lock()
 	rt, err := r.Route(name) // it may have changed or gone while we checked health
-	if err == nil {
-		rt.Target = req.Target
-		err = r.state.save(r.snapshotWith(name, &rt))
-	}
 	if err != nil {
 		r.writeMu.Unlock()
 		return SwitchResult{}, err
 	}
+	rt.Target = req.Target
+	// Swap first, then write the file: traffic moves without waiting for an
+	// fsync, and the switch is reported done only once it is on disk.
 	r.mu.Lock()
 	old := s.current
 	if old.addr != req.Target {
@@ -161,7 +160,11 @@ func (r *Router) Switch(ctx context.Context, name string, req SwitchRequest) (Sw
 	}
 	s.route = rt
 	r.mu.Unlock()
+	err = r.state.save(r.snapshotWith(name, &rt))
 	r.writeMu.Unlock()
+	if err != nil {
+		return SwitchResult{}, fmt.Errorf("switch %s: traffic moved to %s but the route table was not saved: %w", name, req.Target, err)
+	}
 
 	res := SwitchResult{Previous: old.addr}
 	if old == s.current {
