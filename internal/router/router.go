@@ -76,6 +76,7 @@ func New(opts Options) (*Router, error) {
 		Rewrite:      rewrite,
 		Transport:    &retryTransport{base: newTransport(), router: r},
 		ErrorHandler: r.proxyError,
+		BufferPool:   &bufferPool{},
 		ErrorLog:     slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	r.ports = newPortListeners(opts.PortHost, r)
@@ -233,3 +234,16 @@ func (r *Router) Stats() []Stats {
 	sort.Slice(out, func(i, j int) bool { return out[i].Service < out[j].Service })
 	return out
 }
+
+// bufferPool reuses the 32 KiB copy buffers ReverseProxy would otherwise
+// allocate for every response body.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }

@@ -20,7 +20,7 @@ type closed struct {
 // overheadRun measures the direct path and each front in turn, slice after
 // slice, so that machine noise lands on all of them.
 func overheadRun(fronts []string, direct string, d time.Duration) (closed, []closed) {
-	const conc, rounds = 16, 3
+	const conc, rounds = 16, 6
 	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 	type side struct {
 		base, host string
