@@ -21,19 +21,20 @@ import (
 
 // proxyProc is a running `keystone proxy` binary.
 type proxyProc struct {
-	cmd   *exec.Cmd
-	admin *routerapi.Client
-	url   string
+	cmd    *exec.Cmd
+	exited chan struct{}
+	admin  *routerapi.Client
+	url    string
 }
 
-func startProxy(t *testing.T, dataDir string, httpPort int) *proxyProc {
+func startProxy(t *testing.T, dataDir string, httpPort int, extraEnv ...string) *proxyProc {
 	t.Helper()
 	cmd := exec.Command(keystonetest.Binary(t), "proxy")
-	cmd.Env = []string{
+	cmd.Env = append([]string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"KEYSTONE_DATA_DIR=" + dataDir, "KEYSTONE_APPS_DOMAIN=apps.test", "KEYSTONE_TLS=off",
 		fmt.Sprintf("KEYSTONE_PROXY_HTTP_ADDR=127.0.0.1:%d", httpPort),
-	}
+	}, extraEnv...)
 	cmd.Stdout, cmd.Stderr = io.Discard, os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -41,7 +42,7 @@ func startProxy(t *testing.T, dataDir string, httpPort int) *proxyProc {
 	exited := make(chan struct{})
 	go func() { cmd.Wait(); close(exited) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-exited })
-	p := &proxyProc{cmd: cmd, admin: routerapi.NewClient(filepath.Join(dataDir, "proxy.sock")), url: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
+	p := &proxyProc{cmd: cmd, exited: exited, admin: routerapi.NewClient(filepath.Join(dataDir, "proxy.sock")), url: fmt.Sprintf("http://127.0.0.1:%d", httpPort)}
 	routertest.Eventually(t, 20*time.Second, "keystone proxy answering", func() bool {
 		return p.admin.Health(context.Background()) == nil
 	})
@@ -139,7 +140,7 @@ func TestProxyProcessSwitchUnderLoad(t *testing.T) {
 	t.Logf("%d requests, 0 failed", sent.Load())
 
 	// SIGKILL: the route comes back with the process, without anyone re-sending it.
-	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.kill()
 	p2 := startProxy(t, dir, port)
 	req, _ := http.NewRequest(http.MethodGet, p2.url+"/", nil)
 	req.Host = "web.apps.test"
@@ -152,4 +153,10 @@ func TestProxyProcessSwitchUnderLoad(t *testing.T) {
 	if resp.StatusCode != 200 || string(body) != "v1" {
 		t.Fatalf("after restart: %d %q, want v1", resp.StatusCode, body)
 	}
+}
+
+// kill SIGKILLs the proxy and waits until it is gone.
+func (p *proxyProc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.exited
 }

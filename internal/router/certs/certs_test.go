@@ -2,15 +2,11 @@ package certs_test
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -19,93 +15,6 @@ import (
 	"github.com/keystone-app/keystone/internal/router/certs"
 	"github.com/keystone-app/keystone/internal/router/routertest"
 )
-
-// pebble is Let's Encrypt's test CA, run from the Go tool dependency.
-type pebble struct {
-	dir     string // directory URL
-	mgmt    string // management base URL
-	caRoots []byte // roots of pebble's own HTTPS
-	cmd     *exec.Cmd
-	exited  chan struct{}
-}
-
-func startPebble(t *testing.T) *pebble {
-	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
-	if err != nil {
-		t.Fatalf("find pebble module: %v", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	port, mport := freePort(t), freePort(t)
-	cfg := map[string]any{"pebble": map[string]any{
-		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", port),
-		"managementListenAddress": fmt.Sprintf("127.0.0.1:%d", mport),
-		"certificate":             filepath.Join(mod, "test/certs/localhost/cert.pem"),
-		"privateKey":              filepath.Join(mod, "test/certs/localhost/key.pem"),
-		"httpPort":                freePort(t), "tlsPort": freePort(t),
-		"retryAfter": map[string]int{"authz": 1, "order": 1},
-		"profiles":   map[string]any{"default": map[string]any{"description": "default", "validityPeriod": 7776000}},
-	}}
-	b, _ := json.Marshal(cfg)
-	file := filepath.Join(t.TempDir(), "pebble.json")
-	if err := os.WriteFile(file, b, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	roots, err := os.ReadFile(filepath.Join(mod, "test/certs/pebble.minica.pem"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &pebble{dir: fmt.Sprintf("https://localhost:%d/dir", port), mgmt: fmt.Sprintf("https://localhost:%d", mport), caRoots: roots, exited: make(chan struct{})}
-	// `go tool -n` builds the pinned tool and prints its path: running the
-	// binary itself lets the test kill pebble, not just the go command.
-	bin, err := exec.Command("go", "tool", "-n", "pebble").Output()
-	if err != nil {
-		t.Fatalf("build pebble: %v", err)
-	}
-	p.cmd = exec.Command(strings.TrimSpace(string(bin)), "-config", file)
-	p.cmd.Env = append(os.Environ(), "PEBBLE_VA_ALWAYS_VALID=1", "PEBBLE_VA_NOSLEEP=1", "PEBBLE_WFE_NONCEREJECT=0")
-	p.cmd.Stdout, p.cmd.Stderr = io.Discard, io.Discard
-	if err := p.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { p.cmd.Wait(); close(p.exited) }()
-	t.Cleanup(p.stop)
-	c := p.client()
-	routertest.Eventually(t, 60*time.Second, "pebble answering", func() bool {
-		resp, err := c.Get(p.dir)
-		if err == nil {
-			resp.Body.Close()
-		}
-		return err == nil && resp.StatusCode == 200
-	})
-	return p
-}
-
-func (p *pebble) client() *http.Client {
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(p.caRoots)
-	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
-}
-
-// issuingRoot is the root pebble signs certificates under (new at each start).
-func (p *pebble) issuingRoot(t *testing.T) *x509.CertPool {
-	resp, err := p.client().Get(p.mgmt + "/roots/0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(b) {
-		t.Fatalf("pebble root: %q", b)
-	}
-	return pool
-}
-
-func (p *pebble) stop() {
-	p.cmd.Process.Kill()
-	<-p.exited
-}
 
 // serveTLS runs an HTTPS server with m's configuration and returns its address.
 func serveTLS(t *testing.T, m *certs.Manager) string {
@@ -123,12 +32,12 @@ func serveTLS(t *testing.T, m *certs.Manager) string {
 // Pebble's root; an unrouted SNI gets none (no order is placed for it); after
 // a restart with the CA gone, the stored certificate is served.
 func TestCertificatesFromPebble(t *testing.T) {
-	p := startPebble(t)
+	p := routertest.StartPebble(t)
 	store := t.TempDir()
 	routed := map[string]bool{"app.apps.test": true}
 	newManager := func() *certs.Manager {
 		m, err := certs.New(certs.Options{
-			Dir: store, DirectoryURL: p.dir, Email: "ops@example.com", CARoots: p.caRoots,
+			Dir: store, DirectoryURL: p.DirectoryURL, Email: "ops@example.com", CARoots: p.CARoots,
 			Allowed: func(h string) bool { return routed[h] },
 		}, func() []string { return []string{"app.apps.test"} })
 		if err != nil {
@@ -138,7 +47,7 @@ func TestCertificatesFromPebble(t *testing.T) {
 	}
 	m := newManager()
 	addr := serveTLS(t, m)
-	root := p.issuingRoot(t)
+	root := p.IssuingRoot(t)
 
 	conn, err := tls.DialWithDialer(dialer, "tcp", addr, &tls.Config{ServerName: "app.apps.test", RootCAs: root})
 	if err != nil {
@@ -179,7 +88,7 @@ func TestCertificatesFromPebble(t *testing.T) {
 	}
 
 	// Restart with the CA stopped: only the store can answer.
-	p.stop()
+	p.Stop()
 	addr2 := serveTLS(t, newManager())
 	conn, err = tls.DialWithDialer(dialer, "tcp", addr2, &tls.Config{ServerName: "app.apps.test", RootCAs: root})
 	if err != nil {
@@ -193,13 +102,3 @@ func TestCertificatesFromPebble(t *testing.T) {
 
 // dialer bounds every handshake, so a stuck issuance fails the test instead of hanging it.
 var dialer = &net.Dialer{Timeout: 30 * time.Second}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port
-}
