@@ -105,7 +105,7 @@ func TestProxyProcessSwitchUnderLoad(t *testing.T) {
 	})
 	slow := func(on *routertest.Backend) {
 		for range 3 {
-			load.Go(func() { send(keepAlive, "/slow?ms=500") })
+			load.Go(func() { send(keepAlive, "/slow?ms=1500") })
 		}
 		routertest.Eventually(t, 5*time.Second, "slow requests in flight", func() bool { return on.SlowInFlight() == 3 })
 	}

@@ -162,7 +162,7 @@ func TestSwitchDrainsInFlight(t *testing.T) {
 
 	slow := make(chan string, 1)
 	go func() {
-		req, _ := http.NewRequest(http.MethodGet, front.URL+"/slow?ms=600", nil)
+		req, _ := http.NewRequest(http.MethodGet, front.URL+"/hold", nil)
 		req.Host = "web.example.com"
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -173,14 +173,7 @@ func TestSwitchDrainsInFlight(t *testing.T) {
 		resp.Body.Close()
 		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
 	}()
-	routertest.Eventually(t, 5*time.Second, "the slow request in flight", func() bool {
-		for _, s := range r.Stats() {
-			if s.Requests >= 1 {
-				return true
-			}
-		}
-		return false
-	})
+	routertest.Eventually(t, 5*time.Second, "the held request in flight", func() bool { return v1.SlowInFlight() == 1 })
 
 	done := make(chan router.SwitchResult, 1)
 	start := time.Now()
@@ -200,9 +193,10 @@ func TestSwitchDrainsInFlight(t *testing.T) {
 	}
 	select {
 	case res := <-done:
-		t.Fatalf("Switch returned before the slow request finished: %+v", res)
+		t.Fatalf("Switch returned before the held request finished: %+v", res)
 	default:
 	}
+	v1.Release()
 	res := <-done
 	if got := <-slow; got != "200 v1" {
 		t.Fatalf("slow request = %q, want 200 v1", got)

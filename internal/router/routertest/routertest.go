@@ -7,19 +7,26 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
 
 // Backend is an app version on a real loopback port: GET / answers its
-// name, /up answers 200, /slow?ms=N answers after N ms, /headers echoes the
+// name, /up answers 200, /slow?ms=N answers after N ms, /hold answers once
+// Release is called, /headers echoes the
 // X-Forwarded-* headers and Host it received.
 type Backend struct {
 	Name string
 	*httptest.Server
-	slow atomic.Int64
+	slow    atomic.Int64
+	release chan struct{}
+	once    sync.Once
 }
+
+// Release lets every /hold request, now and later, answer.
+func (b *Backend) Release() { b.once.Do(func() { close(b.release) }) }
 
 // SlowInFlight is how many /slow requests the backend is answering now.
 func (b *Backend) SlowInFlight() int64 { return b.slow.Load() }
@@ -30,7 +37,7 @@ func (b *Backend) Addr() string { return strings.TrimPrefix(b.URL, "http://") }
 // NewBackend starts a backend answering name; it is closed at cleanup.
 func NewBackend(t testing.TB, name string) *Backend {
 	t.Helper()
-	b := &Backend{Name: name}
+	b := &Backend{Name: name, release: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, name) })
 	mux.HandleFunc("/up", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })
@@ -45,12 +52,23 @@ func NewBackend(t testing.TB, name string) *Backend {
 		}
 		fmt.Fprint(w, name)
 	})
+	mux.HandleFunc("/hold", func(w http.ResponseWriter, r *http.Request) {
+		b.slow.Add(1)
+		defer b.slow.Add(-1)
+		select {
+		case <-b.release:
+		case <-r.Context().Done():
+			return
+		}
+		fmt.Fprint(w, name)
+	})
 	mux.HandleFunc("/headers", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "host=%s xff=%s proto=%s xfh=%s", r.Host,
 			r.Header.Get("X-Forwarded-For"), r.Header.Get("X-Forwarded-Proto"), r.Header.Get("X-Forwarded-Host"))
 	})
 	b.Server = httptest.NewServer(mux)
 	t.Cleanup(b.Close)
+	t.Cleanup(b.Release) // runs first: held requests end before Close waits for them
 	return b
 }
 
