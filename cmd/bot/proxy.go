@@ -57,7 +57,7 @@ func proxy(ctx context.Context, e env) error {
 	if rc.DomainMode() {
 		var plain http.Handler = r
 		if cm != nil {
-			plain = cm.HTTPHandler(nil) // challenges, else redirect to https
+			plain = cm.HTTPHandler(r.RedirectHTTPS()) // HTTP-01 challenges, else to https
 			s, err := listen("https", rc.HTTPSAddr, r, log)
 			if err != nil {
 				return err

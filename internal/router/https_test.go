@@ -62,17 +62,25 @@ func TestProxyProcessHTTPS(t *testing.T) {
 	}
 	leaf := state.PeerCertificates[0]
 
-	// Plain HTTP redirects to HTTPS.
+	// Plain HTTP: a routed host is redirected to HTTPS, an unknown one gets 404.
 	nc := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/x?y=1", httpPort), nil)
-	req.Host = "web.apps.test"
-	resp, err := nc.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusFound || resp.Header.Get("Location") != "https://web.apps.test/x?y=1" {
-		t.Fatalf("http: %d %q, want a redirect to https", resp.StatusCode, resp.Header.Get("Location"))
+	for host, want := range map[string]struct {
+		code     int
+		location string
+	}{
+		"web.apps.test":   {http.StatusPermanentRedirect, "https://web.apps.test/x?y=1"},
+		"other.apps.test": {http.StatusNotFound, ""},
+	} {
+		req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://127.0.0.1:%d/x?y=1", httpPort), nil)
+		req.Host = host
+		resp, err := nc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want.code || resp.Header.Get("Location") != want.location {
+			t.Fatalf("http %s: %d %q, want %d %q", host, resp.StatusCode, resp.Header.Get("Location"), want.code, want.location)
+		}
 	}
 
 	list, err := p.admin.Certificates(ctx)

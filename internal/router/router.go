@@ -247,3 +247,18 @@ func (b *bufferPool) Get() []byte {
 }
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
+// RedirectHTTPS is the plain-HTTP handler beside an HTTPS listener: a routed
+// host is sent to the same URL over https (308, keeping the method); any
+// other host gets the same 400 or 404 as over https, so that the redirect
+// never advertises a name the router does not serve.
+func (r *Router) RedirectHTTPS() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		host, ok := NormalizeHost(req.Host)
+		if !ok || !r.HasHost(host) {
+			r.ServeHTTP(w, req) // answers 400 or the 404 page
+			return
+		}
+		http.Redirect(w, req, "https://"+host+req.URL.RequestURI(), http.StatusPermanentRedirect)
+	})
+}
