@@ -125,14 +125,15 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 }
 
 // Listen opens the admin socket at path, replacing a stale one, readable and
-// writable by the owner only.
+// writable by the owner only from its creation on. It sets the process's
+// umask for a moment: call it at start-up, before other goroutines create files.
 func Listen(path string) (net.Listener, error) {
 	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
 		c.Close()
 		return nil, fmt.Errorf("admin socket %s: another router is listening", path)
 	}
 	_ = removeIfSocket(path)
-	ln, err := net.Listen("unix", path)
+	ln, err := listenPrivate(path)
 	if err != nil {
 		return nil, fmt.Errorf("admin socket: %w", err)
 	}
