@@ -202,7 +202,7 @@ func TestSwitchDrainsInFlight(t *testing.T) {
 		t.Fatalf("slow request = %q, want 200 v1", got)
 	}
 	if res.Drained != 1 || res.Failed != 0 || res.DrainTimedOut != 0 || res.Previous != v1.Addr() {
-		t.Fatalf("result = %+v, want 1 drained from v1", res)
+		t.Fatalf("result = %+v, want 1 drained from v1 (%s; v2 %s)", res, v1.Addr(), v2.Addr())
 	}
 	t.Logf("switch took %v", time.Since(start))
 }

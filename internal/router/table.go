@@ -157,6 +157,9 @@ func (r *Router) Switch(ctx context.Context, name string, req SwitchRequest) (Sw
 	old := s.current
 	if old.addr != req.Target {
 		s.current = newBackend(req.Target)
+		// Count from the swap itself: a request finishing before drain()
+		// runs below must be counted as drained, not lost.
+		old.startDrain()
 	}
 	s.route = rt
 	r.mu.Unlock()
