@@ -55,8 +55,8 @@ type service struct {
 type Options struct {
 	// StateDir holds routes.json; created if missing.
 	StateDir string
-	// PortAddr is the listen address template of IP-mode ports: the port is
-	// appended to it (default "" meaning all interfaces, e.g. ":9001").
+	// PortHost is the address IP-mode port listeners bind ("" = every
+	// interface, as an app's published host port would be).
 	PortHost string
 	Logger   *slog.Logger
 }

@@ -55,12 +55,11 @@ type SwitchResult struct {
 
 // Errors callers can tell apart (the admin API maps them to status codes).
 var (
-	ErrNotFound   = errors.New("no such route")
-	ErrHostTaken  = errors.New("host name belongs to another service")
-	ErrPortTaken  = errors.New("port belongs to another service")
-	ErrBadRoute   = errors.New("invalid route")
-	ErrUnhealthy  = errors.New("new target failed its health check")
-	ErrSameTarget = errors.New("service already routes to that target")
+	ErrNotFound  = errors.New("no such route")
+	ErrHostTaken = errors.New("host name belongs to another service")
+	ErrPortTaken = errors.New("port belongs to another service")
+	ErrBadRoute  = errors.New("invalid route")
+	ErrUnhealthy = errors.New("new target failed its health check")
 )
 
 var servicePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
