@@ -2,7 +2,7 @@
 # bench.sh: `make bench`. Starts a PostgreSQL with production durability
 # (fsync and synchronous_commit on) unless DATABASE_URL is given, then runs
 # each benchmark and prints its table. Figures are kept in docs/benchmarks.md.
-# BENCH=intake,pages,deploy,outbox,audit picks some (default: all).
+# BENCH=intake,pages,deploy,outbox,audit,router picks some (default: all).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -13,7 +13,7 @@ if [ -z "${DATABASE_URL:-}" ]; then
 	DATABASE_URL=$(scripts/pg.sh start "$pgdir")
 	export DATABASE_URL
 fi
-want=",${BENCH:-intake,pages,deploy,outbox,audit},"
+want=",${BENCH:-intake,pages,deploy,outbox,audit,router},"
 enabled() { case "$want" in *",$1,"*) return 0 ;; *) return 1 ;; esac; }
 
 if enabled intake; then
@@ -36,4 +36,11 @@ if enabled audit; then
 	echo "== audit chain and secrets (issue 6) =="
 	go test -run '^$' -bench 'AppendAudit|Verify' ./internal/store
 	go test -run '^$' -bench . ./internal/secrets ./internal/audit
+fi
+if enabled router; then
+	echo "== keystone proxy beside kamal-proxy v0.9.2 (issue 11) =="
+	# KAMAL_PROXY may name a prebuilt binary; else it is built from the module proxy.
+	kamal=${KAMAL_PROXY:-$(scripts/kamal-proxy.sh || true)}
+	[ -n "$kamal" ] || echo "kamal-proxy unavailable: keystone only"
+	go run ./internal/bench/routerbench -keystone bin/keystone -kamal "$kamal"
 fi

@@ -29,6 +29,7 @@ for target in \
 	./internal/web:FuzzParseANSI \
 	./internal/deploy/keystoneyml:FuzzParse \
 	./internal/conversation:FuzzParse \
+	./internal/router:FuzzHost \
 	; do
 	pkg=${target%%:*}
 	name=${target#*:}

@@ -34,6 +34,7 @@ type command struct {
 func commands() map[string]command {
 	return map[string]command{
 		"serve":       {usage: "serve", summary: "run Keystone: webhooks, jobs, status page", run: serve},
+		"proxy":       {usage: "proxy", summary: "run the router: apps by host name or port, HTTPS, zero-downtime switches", run: proxy},
 		"migrate":     {usage: "migrate", summary: "apply database migrations and exit", run: migrate},
 		"version":     {usage: "version", summary: "print the version", run: printVersion},
 		"secret":      {usage: "secret set|list|unset OWNER/REPO APP [KEY]", summary: "set (value on stdin), list names of, or unset an app's secrets", run: secretCommand},

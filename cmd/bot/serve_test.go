@@ -131,6 +131,10 @@ func TestCommands(t *testing.T) {
 		{"extra argument", []string{"version", "now"}, nil, 2, "version takes no arguments"},
 		{"bad config", []string{"migrate"}, map[string]string{"KEYSTONE_WORKERS": "lots"}, 1, "KEYSTONE_WORKERS"},
 		{"migrate without database", []string{"migrate"}, nil, 1, "DATABASE_URL is not set"},
+		{"proxy with a TCP admin address", []string{"proxy"}, map[string]string{"KEYSTONE_PROXY_ADMIN": "tcp://0.0.0.0:9000"}, 1, "KEYSTONE_PROXY_ADMIN"},
+		{"proxy with Keystone under the apps domain", []string{"proxy"}, map[string]string{
+			"KEYSTONE_APPS_DOMAIN": "example.com", "KEYSTONE_PUBLIC_URL": "https://keystone.example.com"}, 1, "KEYSTONE_PUBLIC_URL"},
+		{"proxy with an argument", []string{"proxy", "now"}, nil, 2, "proxy takes no arguments"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

@@ -84,6 +84,64 @@ type Config struct {
 	// (KEYSTONE_TRUSTED_PROXIES). Empty: no header is believed, and the
 	// client is the connection's peer.
 	TrustedProxies []netip.Prefix
+
+	// Router holds the variables of `keystone proxy` and of the way
+	// `keystone serve` reaches it (SPEC §2, §13).
+	Router Router
+}
+
+// TLS modes of the router (KEYSTONE_TLS).
+const (
+	TLSACME = "acme"
+	TLSOff  = "off"
+)
+
+// LetsEncryptDirectory is the default ACME directory: Let's Encrypt production.
+const LetsEncryptDirectory = "https://acme-v02.api.letsencrypt.org/directory"
+
+// Router is the router's configuration (SPEC §13).
+type Router struct {
+	// AppsDomain is the domain apps are served under (KEYSTONE_APPS_DOMAIN),
+	// lower case; empty means IP mode: each app on its own host port.
+	AppsDomain string
+	// AllowedDomains are host names and "*.suffix" patterns that `domains:`
+	// may claim (KEYSTONE_ALLOWED_DOMAINS), lower case.
+	AllowedDomains []string
+	// HTTPAddr and HTTPSAddr are the router's listeners in domain mode
+	// (KEYSTONE_PROXY_HTTP_ADDR, KEYSTONE_PROXY_HTTPS_ADDR).
+	HTTPAddr  string
+	HTTPSAddr string
+	// AdminSocket is the path of the Unix socket of the router's admin API
+	// (KEYSTONE_PROXY_ADMIN, unix://PATH). There is no TCP admin port.
+	AdminSocket string
+	// TLS is TLSACME or TLSOff (KEYSTONE_TLS).
+	TLS string
+	// ACMEDirectory is the ACME directory URL (KEYSTONE_ACME_DIRECTORY).
+	ACMEDirectory string
+	// ACMEEmail is the ACME account contact (KEYSTONE_ACME_EMAIL); may be empty.
+	ACMEEmail string
+	// ACMECARoots is PEM of extra roots trusted for the ACME server
+	// (read from the file KEYSTONE_ACME_CA_ROOTS names); nil when unset.
+	ACMECARoots []byte
+}
+
+// DomainMode reports whether apps are served by host name.
+func (r Router) DomainMode() bool { return r.AppsDomain != "" }
+
+// HostAllowed reports whether host (lower case, no port) matches an entry of
+// AllowedDomains: equal to a plain name, or strictly under a "*.suffix".
+func (r Router) HostAllowed(host string) bool {
+	host = strings.ToLower(host)
+	for _, p := range r.AllowedDomains {
+		if suffix, ok := strings.CutPrefix(p, "*."); ok {
+			if strings.HasSuffix(host, "."+suffix) && len(host) > len(suffix)+1 {
+				return true
+			}
+		} else if host == p {
+			return true
+		}
+	}
+	return false
 }
 
 // EncryptionKey is one entry of KEYSTONE_ENCRYPTION_KEYS.
@@ -131,6 +189,10 @@ func (c Config) LogValue() slog.Value {
 		slog.String("app_host", c.AppHost),
 		slog.Int("workers", c.Workers),
 		slog.Int("trusted_proxies", len(c.TrustedProxies)),
+		slog.String("apps_domain", c.Router.AppsDomain),
+		slog.String("proxy_admin", c.Router.AdminSocket),
+		slog.String("tls", c.Router.TLS),
+		slog.String("acme_directory", c.Router.ACMEDirectory),
 	)
 }
 
@@ -185,6 +247,12 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		r.problem("KEYSTONE_APP_HOST: empty, and KEYSTONE_PUBLIC_URL has no host to default to")
 	}
 	c.EncryptionKeys = r.encryptionKeys(c.Env)
+	c.Router = r.router(c.DataDir)
+	if d := c.Router.AppsDomain; d != "" {
+		if h := strings.ToLower(c.PublicURL.Hostname()); h == d || strings.HasSuffix(h, "."+d) {
+			r.problem("KEYSTONE_PUBLIC_URL: host %q is under KEYSTONE_APPS_DOMAIN %q; apps would receive Keystone's cookies, so serve Keystone on another domain", h, d)
+		}
+	}
 	if c.Production() {
 		c.checkProduction(&r)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
@@ -74,6 +75,21 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"KEYSTONE_GITHUB_PRIVATE_KEY_FILE", "/no/such/key.pem"},
 		{"KEYSTONE_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"},
 		{"KEYSTONE_TRUSTED_PROXIES", "10.0.0.0/33"},
+		{"KEYSTONE_APPS_DOMAIN", "not a domain"},
+		{"KEYSTONE_APPS_DOMAIN", "localhost"},
+		{"KEYSTONE_APPS_DOMAIN", strings.Repeat("a", 64) + ".example.com"},
+		{"KEYSTONE_ALLOWED_DOMAINS", "*.example.com, bad_name.example.com"},
+		{"KEYSTONE_ALLOWED_DOMAINS", "*"},
+		{"KEYSTONE_PROXY_HTTP_ADDR", "80"},
+		{"KEYSTONE_PROXY_HTTPS_ADDR", ":99999"},
+		{"KEYSTONE_PROXY_ADMIN", "127.0.0.1:9090"},
+		{"KEYSTONE_PROXY_ADMIN", "tcp://127.0.0.1:9090"},
+		{"KEYSTONE_PROXY_ADMIN", "unix://"},
+		{"KEYSTONE_TLS", "on"},
+		{"KEYSTONE_ACME_DIRECTORY", "acme.example.com/dir"},
+		{"KEYSTONE_ACME_EMAIL", "ops at example.com"},
+		{"KEYSTONE_ACME_CA_ROOTS", "/no/such/roots.pem"},
+		{"KEYSTONE_ACME_CA_ROOTS", "config_test.go"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {
@@ -214,4 +230,103 @@ func TestTrustedProxies(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRouterDefaults(t *testing.T) {
+	c, err := config.Load(env(map[string]string{"KEYSTONE_DATA_DIR": "/var/lib/keystone"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Router
+	checks := []struct {
+		name      string
+		got, want any
+	}{
+		{"DomainMode", r.DomainMode(), false},
+		{"AllowedDomains", fmt.Sprint(r.AllowedDomains), "[]"},
+		{"HTTPAddr", r.HTTPAddr, ":80"},
+		{"HTTPSAddr", r.HTTPSAddr, ":443"},
+		{"AdminSocket", r.AdminSocket, "/var/lib/keystone/proxy.sock"},
+		{"TLS", r.TLS, "acme"},
+		{"ACMEDirectory", r.ACMEDirectory, "https://acme-v02.api.letsencrypt.org/directory"},
+	}
+	for _, chk := range checks {
+		if chk.got != chk.want {
+			t.Errorf("%s = %v, want %v", chk.name, chk.got, chk.want)
+		}
+	}
+}
+
+func TestRouterDomainMode(t *testing.T) {
+	c, err := config.Load(env(map[string]string{
+		"KEYSTONE_APPS_DOMAIN":   "Apps.Example.COM.",
+		"KEYSTONE_PUBLIC_URL":    "https://keystone.example.com",
+		"KEYSTONE_PROXY_ADMIN":   "unix:///run/keystone/admin.sock",
+		"KEYSTONE_ACME_EMAIL":    "ops@example.com",
+		"KEYSTONE_TLS":           "off",
+		"KEYSTONE_ACME_CA_ROOTS": writeRoot(t),
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := c.Router
+	if r.AppsDomain != "apps.example.com" || fmt.Sprint(r.AllowedDomains) != "[*.apps.example.com]" ||
+		r.AdminSocket != "/run/keystone/admin.sock" || r.TLS != "off" || len(r.ACMECARoots) == 0 {
+		t.Fatalf("router = %+v", r)
+	}
+	allowed := map[string]bool{
+		"web-shop.apps.example.com": true, "WEB.Apps.example.com": true, "a.b.apps.example.com": true,
+		"apps.example.com": false, "evilapps.example.com": false, "keystone.example.com": false, "": false,
+	}
+	for host, want := range allowed {
+		if got := r.HostAllowed(host); got != want {
+			t.Errorf("HostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+func TestRouterAllowedDomainsList(t *testing.T) {
+	c, err := config.Load(env(map[string]string{
+		"KEYSTONE_APPS_DOMAIN":     "apps.example.com",
+		"KEYSTONE_ALLOWED_DOMAINS": "*.apps.example.com, shop.example.org",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for host, want := range map[string]bool{"x.apps.example.com": true, "shop.example.org": true, "a.shop.example.org": false} {
+		if got := c.Router.HostAllowed(host); got != want {
+			t.Errorf("HostAllowed(%q) = %v, want %v", host, got, want)
+		}
+	}
+}
+
+// TestPublicURLUnderAppsDomainRefused: an app on Keystone's own domain would
+// receive its session cookie.
+func TestPublicURLUnderAppsDomainRefused(t *testing.T) {
+	for _, public := range []string{"https://keystone.apps.example.com", "https://apps.example.com", "http://APPS.example.com:8080"} {
+		_, err := config.Load(env(map[string]string{"KEYSTONE_APPS_DOMAIN": "apps.example.com", "KEYSTONE_PUBLIC_URL": public}))
+		var cerr *config.Error
+		if !errors.As(err, &cerr) || len(cerr.Problems) != 1 || !strings.HasPrefix(cerr.Problems[0], "KEYSTONE_PUBLIC_URL:") ||
+			!strings.Contains(cerr.Problems[0], "KEYSTONE_APPS_DOMAIN") {
+			t.Errorf("%s: err = %v, want KEYSTONE_PUBLIC_URL refused", public, err)
+		}
+	}
+}
+
+func writeRoot(t *testing.T) string {
+	t.Helper()
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "roots.pem")
+	if err := os.WriteFile(file, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file
 }

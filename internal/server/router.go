@@ -24,6 +24,10 @@ type Check struct {
 	Check func(ctx context.Context) error
 }
 
+// HSTSValue is the Strict-Transport-Security header under https: two years,
+// without includeSubDomains, which would bind hosts Keystone does not own.
+const HSTSValue = "max-age=63072000"
+
 // RouterConfig is what NewRouter mounts.
 type RouterConfig struct {
 	Logger *slog.Logger
@@ -36,6 +40,9 @@ type RouterConfig struct {
 	// MetricsToken, when set, is required as "Authorization: Bearer <token>" on
 	// /metrics; when empty only loopback clients may read it.
 	MetricsToken string
+	// HSTS adds Strict-Transport-Security to every answer: set it when
+	// Keystone's public URL is https, so browsers never fall back to http.
+	HSTS bool
 	// TrustedProxies may name the client in X-Forwarded-For or X-Real-IP;
 	// from anyone else those headers are ignored.
 	TrustedProxies []netip.Prefix
@@ -58,6 +65,9 @@ func NewRouter(cfg RouterConfig) *gin.Engine {
 	// First, so that every answer carries them: gin applies middleware only
 	// to routes registered after it (and to 404s).
 	r.Use(securityHeaders)
+	if cfg.HSTS {
+		r.Use(func(c *gin.Context) { c.Header("Strict-Transport-Security", HSTSValue); c.Next() })
+	}
 	r.Use(recoverer(cfg.Logger))
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })

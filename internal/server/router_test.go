@@ -131,6 +131,21 @@ func TestSecurityHeadersOnEveryAnswer(t *testing.T) {
 	}
 }
 
+// TestHSTSUnderHTTPS: Strict-Transport-Security on every answer when the
+// public URL is https, on none when it is http (a browser would then refuse
+// the plain-http Keystone for two years).
+func TestHSTSUnderHTTPS(t *testing.T) {
+	for hsts, want := range map[bool]string{true: server.HSTSValue, false: ""} {
+		router := server.NewRouter(server.RouterConfig{Logger: discardLogger(), Gatherer: prometheus.NewRegistry(), HSTS: hsts})
+		router.GET("/mounted-later", func(c *gin.Context) { c.String(http.StatusOK, "later") })
+		for _, path := range []string{"/healthz", "/no-such-page", "/mounted-later"} {
+			if got := get(t, router, path, "127.0.0.1:1", "").Header().Get("Strict-Transport-Security"); got != want {
+				t.Errorf("HSTS=%v GET %s: Strict-Transport-Security %q, want %q", hsts, path, got, want)
+			}
+		}
+	}
+}
+
 // TestClientAddressBehindProxies: X-Forwarded-For names the client only when
 // the request comes from a configured proxy, so that the sign-in throttle and
 // the audit trail see real clients behind a proxy and a client cannot pick

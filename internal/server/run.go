@@ -149,7 +149,7 @@ func (p *parts) serve(ctx context.Context) error {
 	}
 	router := NewRouter(RouterConfig{
 		Logger: p.logger, Webhook: hook.Handle, Ready: p.ready, Gatherer: p.registry, MetricsToken: p.cfg.MetricsToken,
-		TrustedProxies: p.cfg.TrustedProxies,
+		TrustedProxies: p.cfg.TrustedProxies, HSTS: p.cfg.PublicURL.Scheme == "https",
 	})
 	for _, mount := range p.mounts {
 		mount(router)

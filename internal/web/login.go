@@ -45,7 +45,7 @@ func (h *Handler) loginForm(c *gin.Context) {
 // browser's if it has one so that two open tabs both work.
 func (h *Handler) renderLogin(c *gin.Context, status int, view LoginPage) {
 	token := ""
-	if ck, err := c.Request.Cookie(loginCSRFCookie); err == nil && len(ck.Value) == 43 {
+	if ck, err := c.Request.Cookie(h.cookieName(loginCSRFCookie, "/login")); err == nil && len(ck.Value) == 43 {
 		token = ck.Value
 	} else {
 		token = newToken()
@@ -70,7 +70,7 @@ func (h *Handler) login(c *gin.Context) {
 	name := strings.ToLower(strings.TrimSpace(c.PostForm("name")))
 	password := c.PostForm("password")
 	view := LoginPage{Next: safeNext(c.PostForm("next")), Name: name}
-	ck, err := c.Request.Cookie(loginCSRFCookie)
+	ck, err := c.Request.Cookie(h.cookieName(loginCSRFCookie, "/login"))
 	if err != nil || ck.Value == "" || subtle.ConstantTimeCompare([]byte(ck.Value), []byte(c.PostForm(csrfField))) != 1 {
 		view.Error = "The sign-in form expired. Please try again."
 		h.renderLogin(c, http.StatusForbidden, view)

@@ -16,7 +16,7 @@ func sessionCookie(t *testing.T, h http.Header) *http.Cookie {
 	t.Helper()
 	for _, line := range h.Values("Set-Cookie") {
 		ck, err := http.ParseSetCookie(line)
-		if err == nil && ck.Name == "keystone_session" {
+		if err == nil && (ck.Name == "keystone_session" || ck.Name == "__Host-keystone_session") {
 			return ck
 		}
 	}
@@ -29,9 +29,12 @@ func TestSignInSetsAStrictSessionCookieAndAudits(t *testing.T) {
 		name       string
 		publicURL  string
 		wantSecure bool
+		wantName   string
 	}{
-		{"http", "http://keystone.example", false},
-		{"https", "https://keystone.example", true},
+		{"http", "http://keystone.example", false, "keystone_session"},
+		// __Host-: the browser refuses it unless Secure, Path=/ and no Domain,
+		// so no other host (an app on a sibling subdomain) can set or shadow it.
+		{"https", "https://keystone.example", true, "__Host-keystone_session"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -42,8 +45,17 @@ func TestSignInSetsAStrictSessionCookieAndAudits(t *testing.T) {
 				t.Fatalf("sign in: HTTP %d Location %q\n%s", r.status, r.header.Get("Location"), r.body)
 			}
 			ck := sessionCookie(t, r.header)
-			if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.MaxAge != 12*3600 || ck.Secure != tc.wantSecure {
-				t.Errorf("session cookie %+v: want HttpOnly, SameSite=Lax, Path=/, Max-Age=43200, Secure=%v", ck, tc.wantSecure)
+			if ck.Name != tc.wantName || ck.Domain != "" || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.MaxAge != 12*3600 || ck.Secure != tc.wantSecure {
+				t.Errorf("session cookie %+v: want %s, no Domain, HttpOnly, SameSite=Lax, Path=/, Max-Age=43200, Secure=%v", ck, tc.wantName, tc.wantSecure)
+			}
+			if tc.wantSecure { // the token under the unprefixed name, as a sibling host could set it, is not a session
+				req, _ := http.NewRequest(http.MethodGet, c.base+"/", nil)
+				req.Header.Set("Accept", "text/html")
+				req.AddCookie(&http.Cookie{Name: "keystone_session", Value: ck.Value})
+				bare := s.client()
+				if r := bare.do(req); r.status != http.StatusSeeOther || !strings.HasPrefix(r.header.Get("Location"), "/login") {
+					t.Errorf("unprefixed session cookie under https: HTTP %d Location %q, want the sign-in page", r.status, r.header.Get("Location"))
+				}
 			}
 			if len(ck.Value) < 40 {
 				t.Errorf("session token %q is too short to be unguessable", ck.Value)

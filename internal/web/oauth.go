@@ -59,7 +59,7 @@ func (h *Handler) githubCallback(c *gin.Context) {
 	}
 	ctx := c.Request.Context()
 	h.clearCookie(c, oauthStateCookie, "/login/github")
-	ck, err := c.Request.Cookie(oauthStateCookie)
+	ck, err := c.Request.Cookie(h.cookieName(oauthStateCookie, "/login/github"))
 	var state, next string
 	if err == nil {
 		var nextB64 string

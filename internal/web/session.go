@@ -70,9 +70,26 @@ func (h *Handler) secureCookies(r *http.Request) bool {
 	return h.opts.PublicURL.Scheme == "https" || r.TLS != nil
 }
 
+// cookieName is the name a cookie is set and read under. When Keystone's
+// public URL is https it carries a prefix the browser enforces: __Host- for
+// path "/" (Secure, no Domain: no other host, not even a sibling subdomain,
+// can set or shadow it) and __Secure- for narrower paths (which __Host-
+// does not allow). The name depends on configuration only, never on the
+// request, so that setting and reading always agree.
+func (h *Handler) cookieName(name, path string) string {
+	switch {
+	case h.opts.PublicURL.Scheme != "https":
+		return name
+	case path == "/":
+		return "__Host-" + name
+	default:
+		return "__Secure-" + name
+	}
+}
+
 func (h *Handler) setCookie(c *gin.Context, name, value, path string, maxAge int) {
 	http.SetCookie(c.Writer, &http.Cookie{
-		Name: name, Value: value, Path: path, MaxAge: maxAge,
+		Name: h.cookieName(name, path), Value: value, Path: path, MaxAge: maxAge,
 		HttpOnly: true, Secure: h.secureCookies(c.Request), SameSite: http.SameSiteLaxMode,
 	})
 }
@@ -81,7 +98,7 @@ func (h *Handler) clearCookie(c *gin.Context, name, path string) { h.setCookie(c
 
 // lookupSession returns the request's live session, or nil.
 func (h *Handler) lookupSession(c *gin.Context) (*signedIn, error) {
-	ck, err := c.Request.Cookie(sessionCookie)
+	ck, err := c.Request.Cookie(h.cookieName(sessionCookie, "/"))
 	if err != nil || ck.Value == "" || len(ck.Value) > 100 {
 		return nil, nil
 	}
