@@ -5,7 +5,7 @@
 // Numbering: one block per capability, so that work landing in parallel never
 // collides: 00001–00099 foundation, 00100–00199 deploy engine, 00200–00299
 // secrets and audit, 00300–00399 status page and users, 00400–00499 GitHub
-// conversation (outbox, comments).
+// conversation (outbox, comments), 00800–00899 first-run setup.
 package migrations
 
 import "embed"

@@ -154,7 +154,7 @@ func (rq *Requester) rollbackTarget(ctx context.Context, app store.App, req Requ
 // fromBranch makes a deploy of a SHA on a branch, or of the branch's head.
 func (rq *Requester) fromBranch(ctx context.Context, app store.App, req Request) (store.NewDeployment, error) {
 	e := rq.e
-	if e.tokens == nil {
+	if !e.hasTokens() {
 		return store.NewDeployment{}, errNoTokens
 	}
 	repo := Repo{Owner: app.Owner, Name: app.Repo, CloneURL: app.CloneURL}

@@ -32,6 +32,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /login/oauth/authorize", s.authorize)
 	m.HandleFunc("POST /login/oauth/access_token", s.accessToken)
 	m.HandleFunc("GET /user", s.getUser)
+	s.manifestRoutes(m)
 	m.HandleFunc("/", notFound)
 	s.mux = m
 }
