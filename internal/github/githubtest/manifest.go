@@ -48,11 +48,13 @@ type Manifest struct {
 
 // manifestState is the fake's manifest flow state, under Server.mu.
 type manifestState struct {
-	codes   map[string]*manifestCode
-	created *Manifest // the App's manifest once converted
-	owner   string
-	secret  string // the webhook secret GitHub generated
-	refuse  *conversionRefusal
+	codes    map[string]*manifestCode
+	created  *Manifest // the App's manifest once converted
+	owner    string
+	secret   string // the webhook secret GitHub generated
+	refuse   *conversionRefusal
+	install  *installTarget
+	installs int
 }
 
 type conversionRefusal struct {
@@ -67,6 +69,65 @@ func (s *Server) manifestRoutes(m *http.ServeMux) {
 	m.HandleFunc("POST /organizations/{org}/settings/apps/new", s.newAppForm)
 	m.HandleFunc("POST /settings/apps/new/create", s.createApp)
 	m.HandleFunc("POST /app-manifests/{code}/conversions", s.convertManifest)
+	m.HandleFunc("GET /apps/{slug}/installations/new", s.installPage)
+	m.HandleFunc("POST /apps/{slug}/installations/new", s.install)
+}
+
+// installTarget is what "Install" installs the App on (SetInstallTarget).
+type installTarget struct {
+	id      int64
+	account string
+	repos   []string
+}
+
+// SetInstallTarget makes the fake's "Install" button install the App as
+// installation id on account's repos (see AddInstallation).
+func (s *Server) SetInstallTarget(id int64, account string, repos ...string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.manifests.install = &installTarget{id: id, account: account, repos: repos}
+}
+
+// Installs counts presses of "Install".
+func (s *Server) Installs() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.manifests.installs
+}
+
+var installPage = template.Must(template.New("install").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Install {{.Slug}} · fake GitHub</title></head>
+<body><h1>Install {{.Slug}}</h1>
+<p>on <strong>{{.Account}}</strong>: {{range .Repos}}<code>{{.}}</code> {{end}}</p>
+<form method="post"><button id="install" type="submit">Install</button></form>
+</body></html>`))
+
+// installPage is GitHub's "Install App" page of the created App.
+func (s *Server) installPage(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.manifests.created == nil || r.PathValue("slug") != s.Slug || s.manifests.install == nil {
+		http.Error(w, "404: no such App (githubtest: create it, and call SetInstallTarget)", http.StatusNotFound)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	_ = installPage.Execute(w, map[string]any{"Slug": s.Slug, "Account": s.manifests.install.account, "Repos": s.manifests.install.repos})
+}
+
+// install is "Install": the installation is made, and the browser goes to
+// the App's home page (its manifest's url), as GitHub does without a setup URL.
+func (s *Server) install(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	if s.manifests.created == nil || r.PathValue("slug") != s.Slug || s.manifests.install == nil {
+		s.mu.Unlock()
+		http.Error(w, "404: no such App", http.StatusNotFound)
+		return
+	}
+	in, home := *s.manifests.install, s.manifests.created.URL
+	s.manifests.installs++
+	s.mu.Unlock()
+	s.AddInstallation(in.id, in.account, in.repos...)
+	http.Redirect(w, r, home, http.StatusFound)
 }
 
 // validate applies GitHub's manifest rules that matter to Keystone.
