@@ -196,7 +196,8 @@ func (p *parts) serve(ctx context.Context) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	p.logger.Info("keystone serving", slog.String("addr", ln.Addr().String()), slog.Any("config", p.cfg))
+	// The link is issued (and audited) before "keystone serving", which
+	// tools wait for: once serving is logged, the link is in the log too.
 	if !p.github.Configured() {
 		if err := p.logSetupLink(ctx); err != nil {
 			p.logger.Error("setup link not issued", slog.String("error", err.Error()))
@@ -204,6 +205,7 @@ func (p *parts) serve(ctx context.Context) error {
 	} else if len(p.creds.WebhookSecret()) == 0 {
 		p.logger.Warn("KEYSTONE_GITHUB_WEBHOOK_SECRET is not set: every webhook will be refused")
 	}
+	p.logger.Info("keystone serving", slog.String("addr", ln.Addr().String()), slog.Any("config", p.cfg))
 
 	select {
 	case <-ctx.Done():
