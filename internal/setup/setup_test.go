@@ -124,6 +124,7 @@ var (
 	formAction   = regexp.MustCompile(`<form method="post" action="([^"]+)" class="stack" id="create-app">`)
 	manifestHTML = regexp.MustCompile(`name="manifest" value="([^"]+)"`)
 	createForm   = regexp.MustCompile(`name="state" value="([^"]*)"`)
+	ownerField   = regexp.MustCompile(`name="owner" value="([^"]*)"`)
 	csrfField    = regexp.MustCompile(`name="csrf_token" value="([^"]+)"`)
 )
 
@@ -156,8 +157,9 @@ func (e *env) createOnGitHub(page string) string {
 		e.t.Fatalf("GitHub's new App page: %d %s", status, confirm)
 	}
 	st := html.UnescapeString(createForm.FindStringSubmatch(confirm)[1])
+	owner := html.UnescapeString(ownerField.FindStringSubmatch(confirm)[1])
 	status, loc, _ := e.do("POST", e.gh.WebURL()+"/settings/apps/new/create",
-		url.Values{"manifest": {manifest}, "state": {st}, "owner": {"octo"}})
+		url.Values{"manifest": {manifest}, "state": {st}, "owner": {owner}})
 	if status != http.StatusFound || !strings.HasPrefix(loc, e.url+"/setup/callback?") {
 		e.t.Fatalf("Create GitHub App: %d to %q", status, loc)
 	}
@@ -263,3 +265,39 @@ func containsInOrder(got, want []string) bool {
 }
 
 func setupForget(e *env) error { return setup.Forget(e.t.Context(), e.st, "cli:test") }
+
+// TestSetupForAnOrganisation: the form posts to the organisation's new-App
+// page; a name that is no GitHub login is refused.
+func TestSetupForAnOrganisation(t *testing.T) {
+	e := newEnv(t)
+	e.openLink()
+	status, _, page := e.do("GET", e.url+"/setup?org=acme-corp", nil)
+	m := formAction.FindStringSubmatch(page)
+	if status != http.StatusOK || m == nil || !strings.HasPrefix(html.UnescapeString(m[1]), e.gh.WebURL()+"/organizations/acme-corp/settings/apps/new?state=") {
+		t.Fatalf("org page %d, action %v", status, m)
+	}
+	cb := e.createOnGitHub(page)
+	if s, _, _ := e.do("GET", cb, nil); s != http.StatusOK {
+		t.Fatalf("callback %d", s)
+	}
+	if _, owner, _, _ := e.gh.CreatedApp(); owner != "acme-corp" {
+		t.Fatalf("App owner %q", owner)
+	}
+	if s, _, _ := newEnvOpened(t).do("GET", "/setup?org=../../evil", nil); s != http.StatusBadRequest {
+		t.Fatalf("bad org: %d", s)
+	}
+}
+
+// newEnvOpened is a new env whose browser opened its link; do() then takes
+// paths relative to it.
+func newEnvOpened(t *testing.T) *relEnv {
+	e := newEnv(t)
+	e.openLink()
+	return &relEnv{e}
+}
+
+type relEnv struct{ *env }
+
+func (r *relEnv) do(method, path string, form url.Values) (int, string, string) {
+	return r.env.do(method, r.url+path, form)
+}
