@@ -4,13 +4,15 @@ import (
 	"bytes"
 	"html"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,16 +22,28 @@ import (
 	"github.com/keystone-app/keystone/internal/webhook"
 )
 
-// freeAddr returns a loopback address free right now, so that Keystone's
-// public URL can name its port before it starts.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+// front is a reverse proxy standing for Keystone's public address (as a
+// tunnel would): its URL is known before Keystone starts, and it follows
+// Keystone across restarts, with no port to guess.
+type front struct {
+	*httptest.Server
+	target atomic.Pointer[url.URL]
+}
+
+func newFront(t *testing.T) *front {
+	f := &front{}
+	f.Server = httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		if u := f.target.Load(); u != nil {
+			r.SetURL(u)
+		}
+	}})
+	t.Cleanup(f.Close)
+	return f
+}
+
+func (f *front) to(raw string) {
+	u, _ := url.Parse(raw)
+	f.target.Store(u)
 }
 
 // browser is a cookie-keeping client that shows each redirect.
@@ -91,14 +105,15 @@ func signedPush(t *testing.T, base, guid string, secret []byte) int {
 func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 	gh := githubtest.New(t)
 	gh.SignIn("octo")
-	addr := freeAddr(t)
-	base := "http://" + addr
+	fr := newFront(t)
+	base := fr.URL
 	dbURL := storetest.Fresh(t)
 	vars := map[string]string{
-		"DATABASE_URL": dbURL, "KEYSTONE_DATA_DIR": t.TempDir(), "KEYSTONE_ADDR": addr,
+		"DATABASE_URL": dbURL, "KEYSTONE_DATA_DIR": t.TempDir(),
 		"KEYSTONE_PUBLIC_URL": base, "KEYSTONE_GITHUB_API_URL": gh.URL, "KEYSTONE_GITHUB_WEB_URL": gh.WebURL(),
 	}
 	ks := keystonetest.Start(t, vars)
+	fr.to(ks.URL)
 	line := ks.WaitLog(10*time.Second, func(l map[string]any) bool { _, ok := l["setup_url"]; return ok })
 	link, _ := line["setup_url"].(string)
 	if !strings.HasPrefix(link, base+"/setup?token=") {
@@ -153,6 +168,7 @@ func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 	// A restart uses the stored App: no link, webhooks accepted.
 	ks.Kill()
 	ks = keystonetest.Start(t, vars)
+	fr.to(ks.URL)
 	if code := signedPush(t, base, "after-restart", []byte(secret)); code != http.StatusAccepted {
 		t.Fatalf("webhook after restart: %d", code)
 	}

@@ -95,11 +95,18 @@ const (
 	hintRestart = "Open the setup page again (/setup in this browser) and create the App once more."
 )
 
+// refuseConfigured answers any setup request once an App is configured. It
+// is audited when the request carries a grant (a link, a state): a bare
+// visit of /setup is nobody's attempt, and must not fill the trail.
 func (s *Service) refuseConfigured(c *gin.Context, step string) {
+	var audit map[string]any
+	if c.Query("token") != "" || c.Query("state") != "" || c.Request.Method == http.MethodPost {
+		audit = map[string]any{"step": step, "problem": "an App is configured"}
+	}
 	s.refuse(c, http.StatusConflict, "A GitHub App is already configured",
 		"Setup runs only while Keystone has no GitHub App, and this one has.",
 		"To start over, run keystone app forget (or unset the KEYSTONE_GITHUB_* variables) and restart Keystone.",
-		map[string]any{"step": step})
+		audit)
 }
 
 func (s *Service) setCookie(c *gin.Context, name, value string, maxAge int) {
