@@ -5,7 +5,9 @@
 // Numbering: one block per capability, so that work landing in parallel never
 // collides: 00001–00099 foundation, 00100–00199 deploy engine, 00200–00299
 // secrets and audit, 00300–00399 status page and users, 00400–00499 GitHub
-// conversation (outbox, comments), 00900–00949 GitHub Deployments and previews.
+// conversation (outbox, comments), 00500–00599 build ownership, 00600–00699
+// hardening, 00700–00799 router, 00800–00899 first-run setup, 00900–00949
+// GitHub Deployments and previews.
 package migrations
 
 import "embed"

@@ -13,6 +13,12 @@ if [ -z "${DATABASE_URL:-}" ]; then
 fi
 : "${KEYSTONE_DATA_DIR:=.dev/data}"
 export KEYSTONE_DATA_DIR
+# `make run PUBLIC_URL=https://…`: the address GitHub and your browser reach
+# Keystone at (a tunnel's, on a laptop; see README.md).
+if [ -n "${PUBLIC_URL:-}" ]; then
+	KEYSTONE_PUBLIC_URL=$PUBLIC_URL
+	export KEYSTONE_PUBLIC_URL
+fi
 
 # Not exec: the traps above must run when Keystone exits.
 status=0

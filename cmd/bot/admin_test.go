@@ -252,8 +252,7 @@ func TestProductionServeListsEveryProblem(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{"nothing set", nil, []string{"3 problems", "KEYSTONE_GITHUB_WEBHOOK_SECRET: required in production",
-			"KEYSTONE_ENCRYPTION_KEYS: required in production", "KEYSTONE_PUBLIC_URL: plain http in production"}},
+		{"nothing set", nil, []string{"2 problems", "KEYSTONE_ENCRYPTION_KEYS: required in production", "KEYSTONE_PUBLIC_URL: plain http in production"}},
 		{"development key", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_PUBLIC_URL=https://ks.example.com",
 			"KEYSTONE_ENCRYPTION_KEYS=" + devKey}, []string{`development key id "dev" is not allowed`}},
 		{"http without allow", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_ENCRYPTION_KEYS=" + keyLine("k", 3),

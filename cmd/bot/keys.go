@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/keystone-app/keystone/internal/secrets"
+	"github.com/keystone-app/keystone/internal/setup"
 )
 
 const keysUsage = "keys generate | rotate"
@@ -32,6 +33,14 @@ func keysCommand(ctx context.Context, e env) error {
 		return err
 	}
 	defer st.Close()
+	// The GitHub App stored by setup is sealed under the keys too.
+	moved, err := setup.Reseal(ctx, st, svc.Keys())
+	if err != nil {
+		return err
+	}
+	if moved {
+		fmt.Fprintln(e.stdout, "re-encrypted the stored GitHub App credentials")
+	}
 	res, err := svc.Rotate(ctx, cliActor(e))
 	fmt.Fprintf(e.stdout, "re-encrypted %d secrets under key %s\n", res.Rotated, res.KeyID)
 	for _, f := range res.Failed {

@@ -42,6 +42,8 @@ func commands() map[string]command {
 		"audit":       {usage: auditUsage, summary: "check the audit trail's hash chain; names the first bad event", run: auditCommand},
 		"healthcheck": {usage: "healthcheck", summary: "exit 0 when the local Keystone answers /healthz (Docker HEALTHCHECK)", run: healthcheck},
 		"user":        {usage: "user add|list|remove", summary: "manage status page users (add: password on stdin)", run: userCommand},
+		"doctor":      {usage: "doctor", summary: "check the database, Docker, the router, the GitHub App, webhooks and the public URL", run: doctor},
+		"app":         {usage: "app forget", summary: "clear the GitHub App credentials stored by setup", run: appCommand},
 	}
 }
 

@@ -264,7 +264,9 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 
 // checkProduction refuses what is unsafe outside a laptop (SPEC §2, §11).
 func (c Config) checkProduction(r *reader) {
-	if len(c.WebhookSecret) == 0 {
+	// Without an App in the environment, Keystone starts to serve the
+	// first-run setup (SPEC §15), which checks the stored secret itself.
+	if len(c.WebhookSecret) == 0 && c.GitHubAppConfigured() {
 		r.problem("KEYSTONE_GITHUB_WEBHOOK_SECRET: required in production")
 	}
 	// Set but blank counts as missing: it would leave no key at all.

@@ -24,6 +24,17 @@ type TokenSource interface {
 	InstallationToken(ctx context.Context, installationID int64) (string, error)
 }
 
+// hasTokens reports whether sources can be fetched: a token source is set
+// and, if it can say so (one whose App is configured while Keystone runs,
+// by the first-run setup), it is configured now.
+func (e *Engine) hasTokens() bool {
+	if e.tokens == nil {
+		return false
+	}
+	c, ok := e.tokens.(interface{ Configured() bool })
+	return !ok || c.Configured()
+}
+
 // Config tunes the engine. Zero values take the defaults.
 type Config struct {
 	// DataDir holds the source mirrors (KEYSTONE_DATA_DIR).

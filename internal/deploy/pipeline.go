@@ -223,7 +223,7 @@ func (e *Engine) fetch(ctx context.Context, r *run) error {
 		r.log.Printf("%s is in the source cache: nothing to fetch", shortSHA(r.d.SHA))
 		return nil
 	}
-	if e.tokens == nil {
+	if !e.hasTokens() {
 		return permanent{errNoTokens}
 	}
 	token, err := e.tokens.InstallationToken(ctx, r.app.InstallationID)

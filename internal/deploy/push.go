@@ -118,7 +118,7 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[queue.PushArgs]) e
 // repository without one has no apps; an invalid one is returned as such.
 func (e *Engine) readConfig(ctx context.Context, p push) (*keystoneyml.File, *keystoneyml.Error, error) {
 	if !e.sources.Has(ctx, p.repo, p.sha) {
-		if e.tokens == nil {
+		if !e.hasTokens() {
 			return nil, nil, errNoTokens
 		}
 		token, err := e.tokens.InstallationToken(ctx, p.installation)

@@ -17,7 +17,11 @@ import (
 
 // RequestError is a request Keystone refuses. Its message is written for
 // the person who asked (a comment reply, a flash on the page).
-type RequestError struct{ Reason string }
+type RequestError struct {
+	Reason string
+	// Busy: another deployment of the app is queued or running (HTTP 409).
+	Busy bool
+}
 
 func (e *RequestError) Error() string { return e.Reason }
 
@@ -154,7 +158,7 @@ func (rq *Requester) rollbackTarget(ctx context.Context, app store.App, req Requ
 // fromBranch makes a deploy of a SHA on a branch, or of the branch's head.
 func (rq *Requester) fromBranch(ctx context.Context, app store.App, req Request) (store.NewDeployment, error) {
 	e := rq.e
-	if e.tokens == nil {
+	if !e.hasTokens() {
 		return store.NewDeployment{}, errNoTokens
 	}
 	repo := Repo{Owner: app.Owner, Name: app.Repo, CloneURL: app.CloneURL}
@@ -212,15 +216,31 @@ func (rq *Requester) fromBranch(ctx context.Context, app store.App, req Request)
 	return store.NewDeployment{Kind: kind, SHA: sha, Ref: "refs/heads/" + ref, Config: config}, nil
 }
 
+// record queues nd with its job and audit event. With the app's row locked
+// (so two requests cannot both pass): a redeploy or deploy is refused while
+// another deployment of the app is queued or running (a double click queues
+// one, not two); a rollback, the emergency exit, is always queued and
+// supersedes the queued deployments that are not rollbacks, so it runs next.
 func (rq *Requester) record(ctx context.Context, app store.App, nd store.NewDeployment) (store.Deployment, error) {
 	var d store.Deployment
 	err := rq.e.store.InTx(ctx, func(tx pgx.Tx, q *store.Queries) error {
 		if _, err := q.LockAppRow(ctx, app.ID); err != nil {
 			return err
 		}
-		var err error
+		unfinished, err := q.UnfinishedDeployments(ctx, app.ID)
+		if err != nil {
+			return err
+		}
+		if nd.Kind != store.KindRollback && len(unfinished) > 0 {
+			return busy(app, unfinished[0])
+		}
 		if d, err = q.CreateDeployment(ctx, nd); err != nil {
 			return err
+		}
+		if nd.Kind == store.KindRollback {
+			if err := rq.supersedeQueued(ctx, tx, q, app, d, unfinished); err != nil {
+				return err
+			}
 		}
 		if _, err := rq.jobs.InsertTx(ctx, tx, queue.DeployArgs{DeploymentID: d.ID, AppID: app.ID}, nil); err != nil {
 			return fmt.Errorf("enqueue the deploy of deployment %d: %w", d.ID, err)
@@ -236,4 +256,36 @@ func (rq *Requester) record(ctx context.Context, app store.App, nd store.NewDepl
 		return rq.e.notify(ctx, tx, q, d)
 	})
 	return d, err
+}
+
+// busy refuses a request while deployment u of app is unfinished.
+func busy(app store.App, u store.Deployment) error {
+	where := "queued"
+	if u.State == store.StateRunning {
+		where = "running, at step " + u.Step
+	}
+	return &RequestError{Busy: true, Reason: fmt.Sprintf(
+		"deployment #%d (%s of %s) of %s is %s: wait for it to finish, or roll back",
+		u.ID, u.Kind, shortSHA(u.SHA), app.Name, where)}
+}
+
+// supersedeQueued ends the queued (not yet running) deployments among
+// unfinished that rollback d overtakes; their jobs then find them finished.
+func (rq *Requester) supersedeQueued(ctx context.Context, tx pgx.Tx, q *store.Queries, app store.App, d store.Deployment, unfinished []store.Deployment) error {
+	for _, u := range unfinished {
+		if u.State != store.StateQueued || u.Kind == store.KindRollback {
+			continue
+		}
+		o, err := q.FinishDeployment(ctx, u.ID, store.StateSuperseded, fmt.Sprintf("Not deployed: superseded by rollback #%d", d.ID))
+		if err != nil {
+			return err
+		}
+		if err := auditFinished(ctx, q, app, o); err != nil {
+			return err
+		}
+		if err := rq.e.notify(ctx, tx, q, o); err != nil {
+			return err
+		}
+	}
+	return nil
 }

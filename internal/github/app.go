@@ -170,3 +170,17 @@ func IsNotFound(err error) bool {
 	var he *ghinstallation.HTTPError
 	return errors.As(err, &he) && he.Response != nil && he.Response.StatusCode == http.StatusNotFound
 }
+
+// Installations returns the accounts the App is installed on (GET
+// /app/installations, as the App), at most 100.
+func (a *App) Installations(ctx context.Context) ([]string, error) {
+	list, _, err := a.app.Apps.ListInstallations(ctx, &gh.ListOptions{PerPage: 100})
+	if err != nil {
+		return nil, fmt.Errorf("list installations of app %d: %w", a.cfg.AppID, err)
+	}
+	out := make([]string, 0, len(list))
+	for _, in := range list {
+		out = append(out, in.GetAccount().GetLogin())
+	}
+	return out, nil
+}

@@ -9,7 +9,6 @@ import (
 	"github.com/keystone-app/keystone/internal/conversation"
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/outbox"
-	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/redelivery"
 	"github.com/keystone-app/keystone/internal/store"
 )
@@ -17,9 +16,9 @@ import (
 // addConversation sets up what Keystone says on GitHub and reads from it:
 // the deployment notifier (p.notifier, for the deploy engine), the worker of
 // comment jobs (/keystone commands), the outbox dispatcher, and the
-// recovery of missed webhook deliveries. Without a GitHub App nothing can be
-// sent or checked: comments are only recorded, and what the notifier writes
-// waits in the outbox for a Keystone that has the App.
+// recovery of missed webhook deliveries. Until a GitHub App is configured
+// (possibly by setup while serving) nothing can be sent or checked: what the
+// notifier writes waits in the outbox, and the loops wait for the App.
 func (p *parts) addConversation() error {
 	links := conversation.Links{PublicURL: p.cfg.PublicURL.String(), GitHubWebURL: p.cfg.GitHubWebURL, AppHost: p.cfg.AppHost}
 	notifier, err := conversation.NewNotifier(links)
@@ -27,10 +26,6 @@ func (p *parts) addConversation() error {
 		return err
 	}
 	p.notifier = notifier
-	if p.github == nil {
-		river.AddWorker(p.workers, &queue.RecordCommentWorker{Store: p.store, Logger: p.logger})
-		return nil
-	}
 	commands, err := conversation.NewCommands(conversation.CommandsConfig{
 		Store: p.store, GitHub: p.github, Requester: lateRequester{p}, Links: links,
 		Logger: p.logger, Registerer: p.registry,
@@ -48,8 +43,8 @@ func (p *parts) addConversation() error {
 		return err
 	}
 	p.loops = append(p.loops,
-		loop{name: "github outbox", run: dispatcher.Run},
-		loop{name: "missed deliveries", run: recoverer.Run})
+		loop{name: "github outbox", run: p.waitForApp(dispatcher.Run)},
+		loop{name: "missed deliveries", run: p.waitForApp(recoverer.Run)})
 	return nil
 }
 

@@ -21,10 +21,8 @@ func (p *parts) addDeploy() error {
 	if err != nil {
 		return err
 	}
-	deps := deploy.Deps{Store: p.store, Docker: docker, Logger: p.logger, Registerer: p.registry}
-	if p.github != nil {
-		deps.Tokens = p.github
-	}
+	// p.github says when it has no App yet (deploy asks Configured).
+	deps := deploy.Deps{Store: p.store, Docker: docker, Logger: p.logger, Registerer: p.registry, Tokens: p.github}
 	if p.secrets != nil {
 		deps.Secrets = p.secrets
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/secrets"
+	"github.com/keystone-app/keystone/internal/setup"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
@@ -44,9 +45,18 @@ type parts struct {
 	// jobs is set once every worker is registered; routes and loops built
 	// before that reach it through jobsClient.
 	jobs *river.Client[pgx.Tx]
-	// github talks to GitHub as the App; nil when KEYSTONE_GITHUB_APP_ID and
-	// the private key are not configured (nothing can be fetched or reported).
-	github *github.App
+	// github talks to GitHub as the App; empty until an App is configured,
+	// from the environment, from the database or by setup while serving.
+	github *github.Live
+	// creds are the webhook secret and OAuth client in use (see setup.go).
+	creds *credentials
+	// keys encrypt apps' secrets and the App's stored credentials.
+	keys *secrets.Keyring
+	// githubMetrics: an App client registered its metrics already.
+	githubMetrics bool
+	// setup serves /setup; setupMu serialises building App clients for it.
+	setup   *setup.Service
+	setupMu sync.Mutex
 	// secrets decrypts apps' secrets for the deploy engine and changes them
 	// for the status page.
 	secrets *secrets.Service
@@ -91,16 +101,11 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		workers: river.NewWorkers(), processID: queue.NewProcessID()}
 	p.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	p.ready = append(p.ready, Check{Name: "database", Check: st.Ping})
-	if cfg.GitHubAppConfigured() {
-		p.github, err = github.New(github.Config{
-			AppID: cfg.GitHubAppID, PrivateKeyPEM: cfg.GitHubPrivateKeyPEM, APIURL: cfg.GitHubAPIURL,
-			Logger: logger, Registerer: p.registry,
-		})
-		if err != nil {
-			return err
-		}
-	} else {
-		logger.Warn("GitHub App not configured (KEYSTONE_GITHUB_APP_ID, KEYSTONE_GITHUB_PRIVATE_KEY_FILE): nothing will be fetched or reported")
+	if p.keys, err = secrets.NewKeyring(cfg.EncryptionKeys); err != nil {
+		return err
+	}
+	if err := p.loadCredentials(ctx); err != nil {
+		return err
 	}
 	if err := p.assemble(); err != nil {
 		return err
@@ -125,6 +130,9 @@ func (p *parts) assemble() error {
 	if err := p.addWeb(); err != nil {
 		return err
 	}
+	if err := p.addSetup(); err != nil {
+		return err
+	}
 	jobs, err := queue.NewClient(p.store.Pool(), p.workers, queue.Config{
 		ID:            p.processID,
 		DeployWorkers: p.cfg.Workers,
@@ -143,7 +151,7 @@ func (p *parts) jobsClient() *river.Client[pgx.Tx] { return p.jobs }
 func (p *parts) serve(ctx context.Context) error {
 	intake := queue.NewIntake(p.store, p.jobs)
 	defer intake.Close()
-	hook, err := webhook.NewHandler(p.cfg.WebhookSecret, intake, p.logger, p.registry)
+	hook, err := webhook.NewLiveHandler(p.creds.WebhookSecret, intake, p.logger, p.registry)
 	if err != nil {
 		return err
 	}
@@ -188,7 +196,13 @@ func (p *parts) serve(ctx context.Context) error {
 	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
-	if len(p.cfg.WebhookSecret) == 0 {
+	// The link is issued (and audited) before "keystone serving", which
+	// tools wait for: once serving is logged, the link is in the log too.
+	if !p.github.Configured() {
+		if err := p.logSetupLink(ctx); err != nil {
+			p.logger.Error("setup link not issued", slog.String("error", err.Error()))
+		}
+	} else if len(p.creds.WebhookSecret()) == 0 {
 		p.logger.Warn("KEYSTONE_GITHUB_WEBHOOK_SECRET is not set: every webhook will be refused")
 	}
 	p.logger.Info("keystone serving", slog.String("addr", ln.Addr().String()), slog.Any("config", p.cfg))

@@ -13,11 +13,7 @@ import (
 // deploy.Secrets for the engine, Set/Unset/List for the status page) and,
 // once serving, warns about secrets under keys that are no longer configured.
 func (p *parts) addSecrets() error {
-	keys, err := secrets.NewKeyring(p.cfg.EncryptionKeys)
-	if err != nil {
-		return err
-	}
-	p.secrets = secrets.New(p.store, keys)
+	p.secrets = secrets.New(p.store, p.keys)
 	p.loops = append(p.loops, loop{name: "secret keys check", run: p.checkSecretKeys})
 	return nil
 }

@@ -18,6 +18,7 @@ func (p *parts) addWeb() error {
 		Store: p.store, Accounts: accounts, Secrets: p.secrets, Logger: p.logger,
 		PublicURL: p.cfg.PublicURL, GitHubWebURL: p.cfg.GitHubWebURL, GitHubAPIURL: p.cfg.GitHubAPIURL,
 		AppHost: p.cfg.AppHost, OAuthClientID: p.cfg.OAuthClientID, OAuthClientSecret: p.cfg.OAuthClientSecret,
+		OAuth:     p.creds.OAuth,
 		Requester: p.requester, Containers: containers{p.engine},
 	})
 	if err != nil {

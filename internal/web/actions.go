@@ -53,6 +53,23 @@ func (h *Handler) requestDeployment(c *gin.Context, kind string) {
 			"Redeploy and rollback from this page are not available on this Keystone; use the /keystone comment commands.")
 		return
 	}
+	if kind != store.KindRollback {
+		// The requester refuses it too, under the app's lock; this answers
+		// a forced POST (or a second click) without asking it.
+		unfinished, err := h.store.UnfinishedDeployments(ctx, a.ID)
+		if err != nil {
+			h.fail(c, err)
+			return
+		}
+		if len(unfinished) > 0 {
+			u := unfinished[0]
+			h.log.Info("page action refused: a deployment is under way", slog.String("user", user.Name), slog.String("app", a.Key()),
+				slog.String("kind", kind), slog.Int64("deployment_id", u.ID))
+			h.renderApp(c, http.StatusConflict, a, &AppPage{Error: fmt.Sprintf(
+				"The %s was not queued: deployment #%d (%s) is %s. Wait for it to end, or roll back.", kind, u.ID, u.Kind, inFlightState(u))})
+			return
+		}
+	}
 	req := deploy.Request{AppID: a.ID, Kind: kind, Actor: user.Name, Trigger: store.TriggerPage}
 	if kind == store.KindRollback {
 		if t := strings.TrimSpace(c.PostForm("target")); t != "" {
@@ -79,6 +96,14 @@ func (h *Handler) requestDeployment(c *gin.Context, kind string) {
 	h.log.Info("page action queued", slog.String("user", user.Name), slog.String("app", a.Key()),
 		slog.String("kind", kind), slog.Int64("deployment_id", d.ID))
 	c.Redirect(http.StatusSeeOther, deploymentPath(d.ID))
+}
+
+// inFlightState is "queued" or "running, at step S".
+func inFlightState(d store.Deployment) string {
+	if d.State == store.StateRunning {
+		return "running, at step " + d.Step
+	}
+	return "queued"
 }
 
 // setSecret sets one secret of the app (admins only). The value is never

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
@@ -54,6 +55,7 @@ func TestDeployerQueuesRedeployAndRollbacks(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
+			s.settle()
 			before := len(s.audit())
 			tc.form.Set("csrf_token", token)
 			d := s.deploymentFrom(c.post(s.appPath()+tc.path, tc.form))
@@ -135,7 +137,8 @@ func TestLockedAppIsShownAndItsRequestsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := storetest.AddDeployment(t.Context(), s.store.Pool(), store.Deployment{AppID: a.ID, State: store.StateSucceeded}); err != nil {
+	done := time.Now()
+	if _, err := storetest.AddDeployment(t.Context(), s.store.Pool(), store.Deployment{AppID: a.ID, State: store.StateSucceeded, FinishedAt: &done}); err != nil {
 		t.Fatal(err)
 	}
 	c := s.signedIn("dee")
@@ -179,6 +182,7 @@ func TestCSRFIsCheckedOnEveryAction(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, path := range []string{"/redeploy", "/rollback", "/secrets", "/secrets/unset"} {
+				s.settle()
 				before := len(s.requester.Requests())
 				req, _ := http.NewRequest(http.MethodPost, s.srv.URL+s.appPath()+path, strings.NewReader(tc.form.Encode()))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

@@ -331,3 +331,18 @@ func (s *site) hasAudit(action, actor, target string) bool {
 }
 
 func (s *site) appPath() string { return "/apps/acme/shop/web" }
+
+// settle ends every unfinished deployment of the app (as failed), so that a
+// redeploy is not refused for one under way.
+func (s *site) settle() {
+	s.t.Helper()
+	ds, err := s.store.UnfinishedDeployments(s.t.Context(), s.app.ID)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, d := range ds {
+		if err := storetest.FinishDeployment(s.t.Context(), s.store.Pool(), d.ID, store.StateFailed, "settled by the test"); err != nil {
+			s.t.Fatal(err)
+		}
+	}
+}

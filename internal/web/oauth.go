@@ -38,11 +38,12 @@ func (h *Handler) githubStart(c *gin.Context) {
 		h.refuse(c, http.StatusNotFound, "Not configured", "Sign in with GitHub is not configured on this Keystone.")
 		return
 	}
+	clientID, _ := h.oauthClient()
 	state := newToken()
 	next := safeNext(c.Query("next"))
 	h.setCookie(c, oauthStateCookie, state+"."+base64.RawURLEncoding.EncodeToString([]byte(next)), "/login/github", oauthStateMaxAge)
 	q := url.Values{
-		"client_id":    {h.opts.OAuthClientID},
+		"client_id":    {clientID},
 		"redirect_uri": {h.callbackURL()},
 		"state":        {state},
 		"allow_signup": {"false"},
@@ -131,9 +132,10 @@ func (h *Handler) githubIdentity(ctx context.Context, code string) (string, erro
 	if code == "" || len(code) > 512 {
 		return "", oauthError{"GitHub sent no usable code back."}
 	}
+	clientID, clientSecret := h.oauthClient()
 	form := url.Values{
-		"client_id":     {h.opts.OAuthClientID},
-		"client_secret": {h.opts.OAuthClientSecret},
+		"client_id":     {clientID},
+		"client_secret": {clientSecret},
 		"code":          {code},
 		"redirect_uri":  {h.callbackURL()},
 	}

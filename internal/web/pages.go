@@ -145,8 +145,26 @@ func (h *Handler) fillActions(ctx context.Context, now time.Time, a store.App, v
 		view.ActionsUnavailable = "This app was removed from its repository's .keystone.yml."
 		return nil
 	}
+	unfinished, err := h.store.UnfinishedDeployments(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	if len(unfinished) > 0 {
+		u := unfinished[0]
+		for _, d := range unfinished {
+			if d.State == store.StateRunning {
+				u = d // the one at work, rather than the next in line
+				break
+			}
+		}
+		view.InFlight = &InFlightView{ID: u.ID, Path: deploymentPath(u.ID), EventsPath: deploymentPath(u.ID) + "/events",
+			Kind: u.Kind, Running: u.State == store.StateRunning, Step: u.Step}
+	}
 	if a.CurrentDeploymentID != 0 {
 		view.Redeploy = &ActionForm{Action: appPath(a) + "/redeploy", Label: "Redeploy " + view.Serving.Commit.Short}
+		if view.InFlight != nil {
+			view.Redeploy.Disabled = fmt.Sprintf("Deployment #%d is under way: redeploy once it ends.", view.InFlight.ID)
+		}
 	}
 	candidates, err := h.store.RollbackCandidates(ctx, a.ID, rollbackChoices+1)
 	if err != nil {

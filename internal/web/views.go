@@ -105,9 +105,11 @@ type AppPage struct {
 	Rollback *RollbackForm
 	// ActionsUnavailable says why deployers see no buttons ("" if they do).
 	ActionsUnavailable string
-	Secrets            *SecretsView
-	Error              string // a refused action, shown at the top
-	Notice             string // a done action
+	// InFlight is the app's queued or running deployment; nil when none.
+	InFlight *InFlightView
+	Secrets  *SecretsView
+	Error    string // a refused action, shown at the top
+	Notice   string // a done action
 }
 
 // LockView is a locked app's lock.
@@ -146,6 +148,20 @@ type DeploymentRow struct {
 type ActionForm struct {
 	Action string
 	Label  string
+	// Disabled says why the button cannot be pressed now ("" when it can).
+	Disabled string
+}
+
+// InFlightView is the deployment of an app that is queued or running: the
+// page says which and at what step, and follows it (data-events) to
+// re-enable the controls it disabled once it ends.
+type InFlightView struct {
+	ID         int64
+	Path       string
+	EventsPath string
+	Kind       string
+	Running    bool
+	Step       string
 }
 
 // RollbackForm picks the deployment to go back to.

@@ -56,6 +56,9 @@ type Options struct {
 	// OAuthClientID and OAuthClientSecret enable "Sign in with GitHub".
 	OAuthClientID     string
 	OAuthClientSecret string
+	// OAuth, when set, is asked for the OAuth client at each sign-in instead
+	// (a GitHub App created by the first-run setup while Keystone serves).
+	OAuth func() (clientID, clientSecret string)
 	// HTTPClient talks to GitHub for sign-in; default: 10 s timeout.
 	HTTPClient *http.Client
 	// Now is the clock of relative times; default time.Now.
@@ -128,7 +131,16 @@ func New(opts Options) (*Handler, error) {
 
 // oauthEnabled reports whether "Sign in with GitHub" is configured.
 func (h *Handler) oauthEnabled() bool {
-	return h.opts.OAuthClientID != "" && h.opts.OAuthClientSecret != ""
+	id, secret := h.oauthClient()
+	return id != "" && secret != ""
+}
+
+// oauthClient is the OAuth client id and secret in use now.
+func (h *Handler) oauthClient() (id, secret string) {
+	if h.opts.OAuth != nil {
+		return h.opts.OAuth()
+	}
+	return h.opts.OAuthClientID, h.opts.OAuthClientSecret
 }
 
 // Mount registers the status page's routes on r. Every route but the sign-in

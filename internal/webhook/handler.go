@@ -34,7 +34,7 @@ type Recorder interface {
 
 // Handler serves POST /webhooks/github.
 type Handler struct {
-	secret   []byte
+	secret   func() []byte
 	recorder Recorder
 	logger   *slog.Logger
 	metrics  *metrics
@@ -43,6 +43,13 @@ type Handler struct {
 // NewHandler returns the webhook handler. An empty secret refuses every
 // delivery. Metrics are registered on reg.
 func NewHandler(secret []byte, recorder Recorder, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	return NewLiveHandler(func() []byte { return secret }, recorder, logger, reg)
+}
+
+// NewLiveHandler is NewHandler with a secret read at each delivery, for a
+// Keystone whose GitHub App is created while it serves (SPEC §15): until
+// secret returns one, every delivery is refused.
+func NewLiveHandler(secret func() []byte, recorder Recorder, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
@@ -83,7 +90,7 @@ func (h *Handler) handle(r *http.Request, event, guid string) (int, answer) {
 		log.Warn("webhook refused: body unreadable", slog.String("error", err.Error()))
 		return http.StatusBadRequest, answer{Status: "bad_request", Error: "body could not be read"}
 	}
-	if err := checkSignature(h.secret, r.Header.Get("X-Hub-Signature-256"), body); err != nil {
+	if err := checkSignature(h.secret(), r.Header.Get("X-Hub-Signature-256"), body); err != nil {
 		log.Warn("webhook refused: signature", slog.String("error", err.Error()))
 		return http.StatusUnauthorized, answer{Status: "unauthorized", Error: err.Error()}
 	}

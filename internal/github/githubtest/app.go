@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"crypto/rand"
 	"fmt"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -15,6 +16,7 @@ import (
 func (s *Server) routes() {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /app", s.requireJWT(s.getApp))
+	m.HandleFunc("GET /app/installations", s.requireJWT(s.listInstallations))
 	m.HandleFunc("GET /app/installations/{id}", s.requireJWT(s.getInstallation))
 	m.HandleFunc("POST /app/installations/{id}/access_tokens", s.requireJWT(s.createToken))
 	m.HandleFunc("GET /app/hook/deliveries", s.requireJWT(s.listDeliveries))
@@ -37,6 +39,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET /login/oauth/authorize", s.authorize)
 	m.HandleFunc("POST /login/oauth/access_token", s.accessToken)
 	m.HandleFunc("GET /user", s.getUser)
+	s.manifestRoutes(m)
 	m.HandleFunc("/", notFound)
 	s.mux = m
 }
@@ -137,11 +140,29 @@ func (s *Server) getInstallation(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]any{
+	writeJSON(w, http.StatusOK, s.installationJSON(in))
+}
+
+// installationJSON renders an installation. Callers hold s.mu.
+func (s *Server) installationJSON(in *installation) map[string]any {
+	return map[string]any{
 		"id": in.id, "account": s.userJSON(in.account), "app_id": s.AppID, "app_slug": s.Slug,
 		"target_type": "Organization", "repository_selection": "selected",
 		"permissions": s.appJSON()["permissions"],
-	})
+	}
+}
+
+// listInstallations is GET /app/installations, by id, paginated.
+func (s *Server) listInstallations(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ids := slices.Sorted(maps.Keys(s.installations))
+	lo, hi := s.paginate(w, r, len(ids))
+	out := make([]map[string]any, 0, hi-lo)
+	for _, id := range ids[lo:hi] {
+		out = append(out, s.installationJSON(s.installations[id]))
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {

@@ -65,6 +65,7 @@ type Server struct {
 	redelivered   []Delivery
 	onRedeliver   func(Delivery)
 	oauth         oauthState
+	manifests     manifestState
 }
 
 // Option configures a Server.

@@ -96,6 +96,9 @@ func Browser(t testing.TB, width, height int) context.Context {
 // and returns its path.
 func Screenshot(t testing.TB, ctx context.Context, name string) string {
 	t.Helper()
+	// A page just navigated to may not be laid out yet (Chromium then
+	// refuses a screenshot "with 0 width"): wait until it is.
+	WaitFor(t, ctx, `document.readyState !== "loading" && document.documentElement.scrollWidth > 0 && document.documentElement.scrollHeight > 0`, 15*time.Second)
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("webtest: screenshot %s: %v", name, err)
