@@ -12,7 +12,6 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 )
 
@@ -113,15 +112,18 @@ func (e *Engine) buildImage(ctx context.Context, r *run) (string, error) {
 }
 
 // builtImage returns the image an earlier attempt built for this
-// deployment, if it exists.
+// deployment: only the id recorded on the deployment's row, and only while
+// the engine still has it with this app's and this commit's labels.
 func (e *Engine) builtImage(ctx context.Context, r *run) string {
-	images, err := e.docker.ImageList(ctx, image.ListOptions{
-		Filters: ownFilter(r.instance, LabelDeployment+"="+strconv.FormatInt(r.d.ID, 10)),
-	})
-	if err != nil || len(images) == 0 {
+	if r.d.ImageID == "" {
 		return ""
 	}
-	return images[0].ID
+	info, err := e.docker.ImageInspect(ctx, r.d.ImageID)
+	if err != nil || info.Config == nil || !ours(r.instance, info.Config.Labels) ||
+		info.Config.Labels[LabelApp] != r.app.Key() || info.Config.Labels[LabelSHA] != r.d.SHA {
+		return ""
+	}
+	return info.ID
 }
 
 // buildStep follows the build's "Step N/M" lines to name the failing one.

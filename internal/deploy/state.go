@@ -25,11 +25,7 @@ const stateLines = 100
 
 // ContainerState reports the app's serving container.
 func (e *Engine) ContainerState(ctx context.Context, app store.App) (ContainerState, error) {
-	instance, err := e.instance(ctx)
-	if err != nil {
-		return ContainerState{}, err
-	}
-	c, found, err := e.servingContainer(ctx, instance, app)
+	c, found, err := e.servingContainer(ctx, app)
 	switch {
 	case err != nil:
 		return ContainerState{}, err
