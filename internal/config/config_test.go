@@ -74,6 +74,10 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"KEYSTONE_GITHUB_PRIVATE_KEY_FILE", "/no/such/key.pem"},
 		{"KEYSTONE_TRUSTED_PROXIES", "10.0.0.1, proxy.internal"},
 		{"KEYSTONE_TRUSTED_PROXIES", "10.0.0.0/33"},
+		{"KEYSTONE_MAX_MEMORY", "lots"},
+		{"KEYSTONE_MAX_MEMORY", "1m"},
+		{"KEYSTONE_MAX_CPUS", "0"},
+		{"KEYSTONE_MAX_CPUS", "two"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {

@@ -44,6 +44,13 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 	cfg keystoneyml.App, secrets map[string]string, imageID string, hostPort int) (string, error) {
 	port := nat.Port(strconv.Itoa(cfg.Port) + "/tcp")
 	pids := e.cfg.PidsLimit
+	network, err := e.appsNetwork(ctx)
+	if err != nil {
+		return "", err
+	}
+	// A deployment recorded before the operator lowered the caps runs
+	// under the caps.
+	memory, cpus := min(cfg.Memory, e.cfg.MaxMemory), min(cfg.CPUs, e.cfg.MaxCPUs)
 	resp, err := e.docker.ContainerCreate(ctx,
 		&container.Config{
 			Image:        imageID,
@@ -55,13 +62,15 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 			PortBindings:  nat.PortMap{port: {{HostPort: strconv.Itoa(hostPort)}}},
 			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 			Resources: container.Resources{
-				Memory:     cfg.Memory,
-				MemorySwap: cfg.Memory, // no swap on top
-				NanoCPUs:   int64(cfg.CPUs * 1e9),
+				Memory:     memory,
+				MemorySwap: memory, // no swap on top
+				NanoCPUs:   int64(cpus * 1e9),
 				PidsLimit:  &pids,
 			},
 			SecurityOpt: []string{"no-new-privileges"},
+			CapDrop:     []string{"NET_RAW"},
 			Privileged:  false,
+			NetworkMode: container.NetworkMode(network),
 			LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
 				"max-size": "10m", "max-file": "3",
 			}},

@@ -53,6 +53,18 @@ func TestReconcile(t *testing.T) {
 	if !exists(t, h, foreignNoLabel) || !exists(t, h, foreignInstance) || !exists(t, h, forged) {
 		t.Fatal("reconciliation touched a container that is not this Keystone's")
 	}
+	// The app's page shows the labelled containers Keystone did not create.
+	st, err := h.engine.ContainerState(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := map[string]bool{}
+	for _, f := range st.Foreign {
+		shown[f.ID] = true
+	}
+	if len(st.Foreign) != 2 || !shown[forged[:12]] || !shown[foreignInstance[:12]] {
+		t.Errorf("foreign containers reported: %+v, want the two labelled %s", st.Foreign, app.Key())
+	}
 	deploytest.Eventually(t, 10*time.Second, "v1 serving again after its container was started", func() (bool, error) {
 		return deploytest.Serves(port, "v1"), nil
 	})

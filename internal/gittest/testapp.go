@@ -39,6 +39,10 @@ type Behaviour struct {
 	BuildPrint []string      `json:"build_print,omitempty"`
 	BuildSleep time.Duration `json:"-"`
 	BuildExit  int           `json:"build_exit,omitempty"`
+	// BuildSecret names a build secret the RUN step mounts
+	// (--mount=type=secret) and writes the SHA-256 of to
+	// /build-secret.sha256, which GET /build-secret answers.
+	BuildSecret string `json:"build_secret,omitempty"`
 }
 
 // MarshalJSON writes durations as Go duration strings.
@@ -69,7 +73,10 @@ func AppFiles(t testing.TB, dir string, b Behaviour) map[string][]byte {
 		t.Fatal(err)
 	}
 	dockerfile := "FROM scratch\nCOPY app /app\nCOPY behaviour.json /behaviour.json\n"
-	if b.BuildStep {
+	switch {
+	case b.BuildSecret != "":
+		dockerfile += "RUN --mount=type=secret,id=" + b.BuildSecret + " [\"/app\", \"build-step\"]\n"
+	case b.BuildStep:
 		dockerfile += "RUN [\"/app\", \"build-step\"]\n"
 	}
 	dockerfile += "ENTRYPOINT [\"/app\"]\n"

@@ -27,7 +27,7 @@ import (
 
 // BenchmarkDeploy measures, against the real engine and `keystone serve`:
 //   - first deploy: from the webhook to the app answering healthy, against a
-//     person typing `git clone --depth 1`, `docker build`, `docker run` and
+//     person typing `git clone --depth 1`, `docker build` (BuildKit), `docker run` and
 //     polling until healthy, in the same run (each side with its own new
 //     binary, so neither finds the other's layers in the cache);
 //   - second deploy of a one-line change, against the same commands again
@@ -191,7 +191,7 @@ func rawDeploys(b *testing.B, r *gittest.Repo, token string, port int) (first, s
 	start := time.Now()
 	dir := rawClone(b, r, token)
 	cloned := time.Now()
-	run(b, "docker", "build", "-q", "-t", tag+":1", dir)
+	buildKit(b, "-t", tag+":1", dir)
 	built := time.Now()
 	run(b, "docker", "run", "-d", "--name", name, "-e", "PORT=8080", "-p", strconv.Itoa(port)+":8080", tag+":1")
 	ran := time.Now()
@@ -203,7 +203,7 @@ func rawDeploys(b *testing.B, r *gittest.Repo, token string, port int) (first, s
 	r.Commit(b, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v2"}`)}, "raw v2")
 	start = time.Now()
 	dir = rawClone(b, r, token)
-	run(b, "docker", "build", "-q", "-t", tag+":2", dir)
+	buildKit(b, "-t", tag+":2", dir)
 	run(b, "docker", "rm", "-f", name)
 	run(b, "docker", "run", "-d", "--name", name, "-e", "PORT=8080", "-p", strconv.Itoa(port)+":8080", tag+":2")
 	waitAnswer(b, port, "/", "version=v2")
@@ -221,6 +221,15 @@ func rawClone(b *testing.B, r *gittest.Repo, token string) string {
 		b.Fatalf("git clone: %v\n%s", err, out)
 	}
 	return dir
+}
+
+// buildKit runs `docker build` with BuildKit, as Keystone builds (issue 10).
+func buildKit(b *testing.B, args ...string) {
+	cmd := exec.Command("docker", append([]string{"build", "-q"}, args...)...)
+	cmd.Env = append(os.Environ(), "DOCKER_BUILDKIT=1")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("docker build %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
 }
 
 func run(b *testing.B, name string, args ...string) {
@@ -310,8 +319,8 @@ func report(b *testing.B, rows []benchRow) {
 	downtime, observed := med(func(r benchRow) time.Duration { return r.downtime }), med(func(r benchRow) time.Duration { return r.observed })
 	fmt.Printf("\nDeploy engine, median of %d runs\n", len(rows))
 	fmt.Printf("%-36s %10s %10s %7s %s\n", "measure", "keystone", "raw", "ratio", "target")
-	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "first deploy, webhook to healthy", first.Seconds(), firstRaw.Seconds(), first.Seconds()/firstRaw.Seconds(), "<= 1.10")
-	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "one-line change, webhook to healthy", second.Seconds(), secondRaw.Seconds(), second.Seconds()/secondRaw.Seconds(), "< 1.00")
+	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "first deploy, webhook to healthy", first.Seconds(), firstRaw.Seconds(), first.Seconds()/firstRaw.Seconds(), "<= 1.05")
+	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "one-line change, webhook to healthy", second.Seconds(), secondRaw.Seconds(), second.Seconds()/secondRaw.Seconds(), "<= 0.90")
 	fmt.Printf("%-36s %9.2fs %10s %7s %s\n", "rollback, job start to answering", rollback.Seconds(), "", "", "<= 2s")
 	fmt.Printf("%-36s %9.2fs %10s\n", "update downtime, recorded", downtime.Seconds(), "")
 	fmt.Printf("%-36s %9.2fs %10s\n", "update downtime, seen by a client", observed.Seconds(), "")
