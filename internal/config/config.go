@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"net/url"
@@ -88,6 +89,11 @@ type Config struct {
 	// Router holds the variables of `keystone proxy` and of the way
 	// `keystone serve` reaches it (SPEC §2, §13).
 	Router Router
+
+	// MaxMemory (bytes) and MaxCPUs cap what .keystone.yml may ask for,
+	// builds included (KEYSTONE_MAX_MEMORY, KEYSTONE_MAX_CPUS).
+	MaxMemory int64
+	MaxCPUs   float64
 }
 
 // TLS modes of the router (KEYSTONE_TLS).
@@ -231,6 +237,8 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		Workers:           r.intIn("KEYSTONE_WORKERS", 4, 1, 256),
 		MetricsToken:      r.str("KEYSTONE_METRICS_TOKEN", ""),
 		TrustedProxies:    r.prefixes("KEYSTONE_TRUSTED_PROXIES"),
+		MaxMemory:         r.memory("KEYSTONE_MAX_MEMORY", "4g"),
+		MaxCPUs:           r.cpus("KEYSTONE_MAX_CPUS", "2"),
 	}
 	c.GitHubPrivateKeyPEM = r.privateKey()
 	if c.GitHubAppID != 0 && len(c.GitHubPrivateKeyPEM) == 0 {
@@ -405,6 +413,33 @@ func (r *reader) prefixes(name string) []netip.Prefix {
 		}
 	}
 	return out
+}
+
+var memoryPattern = regexp.MustCompile(`^(\d+)([kmgt]?)b?$`)
+
+// memory reads a size like 512m or 4g, at least 6m (Docker's minimum).
+func (r *reader) memory(name, def string) int64 {
+	v := r.str(name, def)
+	if m := memoryPattern.FindStringSubmatch(strings.ToLower(strings.TrimSpace(v))); m != nil {
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		unit := map[string]int64{"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}[m[2]]
+		if err == nil && n > 0 && n <= (1<<62)/unit && n*unit >= 6<<20 {
+			return n * unit
+		}
+	}
+	r.problem("%s: %q is not a memory size like 512m or 4g (at least 6m)", name, v)
+	return 4 << 30
+}
+
+// cpus reads a number of CPUs like 2 or 0.5.
+func (r *reader) cpus(name, def string) float64 {
+	v := r.str(name, def)
+	n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil || math.IsNaN(n) || n < 0.01 || n > 256 {
+		r.problem("%s: %q is not a number of CPUs from 0.01 to 256 (e.g. 2 or 0.5)", name, v)
+		return 2
+	}
+	return n
 }
 
 var portRangePattern = regexp.MustCompile(`^(\d{1,5})-(\d{1,5})$`)

@@ -90,6 +90,10 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		{"KEYSTONE_ACME_EMAIL", "ops at example.com"},
 		{"KEYSTONE_ACME_CA_ROOTS", "/no/such/roots.pem"},
 		{"KEYSTONE_ACME_CA_ROOTS", "config_test.go"},
+		{"KEYSTONE_MAX_MEMORY", "lots"},
+		{"KEYSTONE_MAX_MEMORY", "1m"},
+		{"KEYSTONE_MAX_CPUS", "0"},
+		{"KEYSTONE_MAX_CPUS", "two"},
 	}
 	for _, c := range cases {
 		t.Run(c.name+"="+c.value, func(t *testing.T) {

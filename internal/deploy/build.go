@@ -8,11 +8,12 @@ import (
 	"io"
 	"path"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
 	"github.com/docker/docker/api/types/build"
-	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/client"
 )
 
@@ -26,6 +27,7 @@ var errBuildTimeout = errors.New("build timed out")
 
 // buildMessage is one JSON message of the engine's build stream.
 type buildMessage struct {
+	ID          string `json:"id"`
 	Stream      string `json:"stream"`
 	Error       string `json:"error"`
 	ErrorDetail *struct {
@@ -43,20 +45,165 @@ var (
 )
 
 // buildImage builds r's image from the mirror through the engine's API,
-// streaming its output into the log, and returns the image id. An image
-// already built for this deployment (by an attempt that was interrupted
-// afterwards) is used again.
+// streaming its output into the log, and returns the image id. The image an
+// earlier attempt built for this deployment is used again when its id is
+// recorded on the deployment.
 func (e *Engine) buildImage(ctx context.Context, r *run) (string, error) {
 	if id := e.builtImage(ctx, r); id != "" {
-		r.log.Printf("Using the image built for this deployment by an earlier attempt")
+		r.log.Printf("Using the image %s built for this deployment by an earlier attempt", shortID(id))
 		return id, nil
 	}
 	if typ := e.sources.ObjectType(ctx, r.repo, r.d.SHA, r.cfg.Context); typ != "tree" {
 		return "", &failure{descBuildFailed(fmt.Sprintf("context %q is not a directory in %s", r.cfg.Context, shortSHA(r.d.SHA)))}
 	}
-	if typ := e.sources.ObjectType(ctx, r.repo, r.d.SHA, path.Join(r.cfg.Context, r.cfg.Dockerfile)); typ != "blob" {
-		return "", &failure{descBuildFailed(fmt.Sprintf("%s not found in %s", path.Join(r.cfg.Context, r.cfg.Dockerfile), shortSHA(r.d.SHA)))}
+	dockerfile := path.Join(r.cfg.Context, r.cfg.Dockerfile)
+	if typ := e.sources.ObjectType(ctx, r.repo, r.d.SHA, dockerfile); typ != "blob" {
+		return "", &failure{descBuildFailed(fmt.Sprintf("%s not found in %s", dockerfile, shortSHA(r.d.SHA)))}
 	}
+	secrets := map[string][]byte{}
+	for _, name := range r.cfg.BuildSecrets {
+		v, ok := r.secrets[name]
+		if !ok {
+			return "", &failure{descBuildFailed(fmt.Sprintf("build secret %s is not set for %s: set it as a secret of the app first", name, r.app.Name))}
+		}
+		secrets[name] = []byte(v)
+	}
+	if problem := e.undeclaredSecretMount(ctx, r); problem != "" {
+		return "", &failure{descBuildFailed(problem)}
+	}
+	buildkit, err := e.useBuildKit(ctx)
+	if err != nil {
+		return "", err
+	}
+	if !buildkit {
+		r.log.Printf("This Docker engine has no BuildKit: building with the legacy builder (no RUN --mount, no heredocs, no build secrets)")
+		if len(secrets) > 0 {
+			return "", &failure{descBuildFailed("build_secrets need BuildKit, which this Docker engine lacks")}
+		}
+		return e.buildLegacy(ctx, r)
+	}
+	tar, err := e.sources.Archive(ctx, r.repo, r.d.SHA, r.cfg.Context)
+	if err != nil {
+		return "", err
+	}
+	defer tar.Close()
+	buildCtx, cancel := context.WithTimeoutCause(ctx, e.cfg.BuildTimeout, errBuildTimeout)
+	defer cancel()
+	tag := imageRef(r.instance, r.app, r.d.SHA)
+	id, failed, err := e.buildWithBuildKit(buildCtx, r, tar, buildkitBuild{Tag: tag, Dockerfile: r.cfg.Dockerfile,
+		Labels: e.labels(r.instance, r.app, r.d), Secrets: secrets})
+	if err == nil && failed == nil && buildCtx.Err() != nil {
+		err = buildCtx.Err()
+	}
+	if err != nil {
+		return "", e.buildError(buildCtx, err)
+	}
+	if failed != nil {
+		if errors.Is(context.Cause(buildCtx), errBuildTimeout) {
+			return "", e.buildError(buildCtx, errBuildTimeout)
+		}
+		r.log.Printf("Build failed: %s", r.log.redactor.redact(firstLine(failed.message)))
+		return "", &failure{descBuildFailed(r.log.redactor.redact(failed.describe(e.syntaxOf(ctx, r))))}
+	}
+	if err := tar.Close(); err != nil {
+		return "", fmt.Errorf("stream the build context: %w", err)
+	}
+	if id == "" {
+		info, err := e.docker.ImageInspect(ctx, tag)
+		if err != nil {
+			return "", fmt.Errorf("find the built image %s: %w", tag, err)
+		}
+		id = info.ID
+	}
+	return id, nil
+}
+
+// useBuildKit reports whether the engine builds with BuildKit: a Linux
+// engine of API 1.39 or later (Docker 18.09), unless Config.Builder says
+// "legacy". The answer is asked once.
+func (e *Engine) useBuildKit(ctx context.Context) (bool, error) {
+	e.builderMu.Lock()
+	defer e.builderMu.Unlock()
+	if e.builder == "" && e.cfg.Builder == "legacy" {
+		e.builder = "legacy"
+	}
+	if e.builder == "" {
+		ping, err := e.docker.Ping(ctx)
+		if err != nil {
+			return false, fmt.Errorf("Docker unreachable: %w", err)
+		}
+		e.builder = "legacy"
+		if ping.OSType != "windows" && versions.GreaterThanOrEqualTo(ping.APIVersion, "1.39") {
+			e.builder = "buildkit"
+		}
+	}
+	return e.builder == "buildkit", nil
+}
+
+// syntaxOf returns the frontend image a Dockerfile's first line asks for
+// (# syntax=…), or "".
+func (e *Engine) syntaxOf(ctx context.Context, r *run) string {
+	raw, found, err := e.sources.ReadFile(ctx, r.repo, r.d.SHA, path.Join(r.cfg.Context, r.cfg.Dockerfile), 4096)
+	if err != nil || !found {
+		return ""
+	}
+	first, _, _ := strings.Cut(string(raw), "\n")
+	if m := syntaxLine.FindStringSubmatch(first); m != nil {
+		return m[1]
+	}
+	return ""
+}
+
+// undeclaredSecretMount names the first RUN --mount=type=secret of the
+// Dockerfile whose id is not in the app's build_secrets (BuildKit would
+// quietly mount nothing), or returns "".
+func (e *Engine) undeclaredSecretMount(ctx context.Context, r *run) string {
+	raw, found, err := e.sources.ReadFile(ctx, r.repo, r.d.SHA, path.Join(r.cfg.Context, r.cfg.Dockerfile), maxDockerfile)
+	if err != nil || !found {
+		return ""
+	}
+	for i, line := range strings.Split(string(raw), "\n") {
+		for _, m := range mountFlag.FindAllStringSubmatch(line, -1) {
+			id, ok := secretMountID(m[1])
+			if ok && !slices.Contains(r.cfg.BuildSecrets, id) {
+				return fmt.Sprintf("%s line %d mounts secret %s, which is not in build_secrets", r.cfg.Dockerfile, i+1, id)
+			}
+		}
+	}
+	return ""
+}
+
+var mountFlag = regexp.MustCompile(`--mount=(\S+)`)
+
+// secretMountID returns the id of a --mount=type=secret,… value: id=, or
+// else the target's base name, as BuildKit does.
+func secretMountID(spec string) (string, bool) {
+	spec = strings.Trim(spec, `"'`)
+	opts := map[string]string{}
+	for _, kv := range strings.Split(spec, ",") {
+		k, v, _ := strings.Cut(kv, "=")
+		opts[strings.ToLower(k)] = v
+	}
+	if opts["type"] != "secret" {
+		return "", false
+	}
+	if id := opts["id"]; id != "" {
+		return id, true
+	}
+	for _, k := range []string{"target", "dst", "destination"} {
+		if t := opts[k]; t != "" {
+			return path.Base(t), true
+		}
+	}
+	return "", false
+}
+
+var syntaxLine = regexp.MustCompile(`^#\s*syntax\s*=\s*(\S+)`)
+
+// buildLegacy builds with the classic builder, for engines without
+// BuildKit. The labels go in as one appended LABEL instruction (the
+// Labels option costs one image commit per label there).
+func (e *Engine) buildLegacy(ctx context.Context, r *run) (string, error) {
 	tar, err := e.sources.Archive(ctx, r.repo, r.d.SHA, r.cfg.Context)
 	if err != nil {
 		return "", err
@@ -74,6 +221,11 @@ func (e *Engine) buildImage(ctx context.Context, r *run) (string, error) {
 		Remove:      true,
 		ForceRemove: true,
 		Version:     build.BuilderV1,
+		NetworkMode: "default",
+		Memory:      r.cfg.Memory,
+		MemorySwap:  r.cfg.Memory,
+		CPUPeriod:   100000,
+		CPUQuota:    int64(r.cfg.CPUs * 100000),
 	})
 	if err != nil {
 		body.Close()
@@ -113,15 +265,18 @@ func (e *Engine) buildImage(ctx context.Context, r *run) (string, error) {
 }
 
 // builtImage returns the image an earlier attempt built for this
-// deployment, if it exists.
+// deployment: only the id recorded on the deployment's row, and only while
+// the engine still has it with this app's and this commit's labels.
 func (e *Engine) builtImage(ctx context.Context, r *run) string {
-	images, err := e.docker.ImageList(ctx, image.ListOptions{
-		Filters: ownFilter(r.instance, LabelDeployment+"="+strconv.FormatInt(r.d.ID, 10)),
-	})
-	if err != nil || len(images) == 0 {
+	if r.d.ImageID == "" {
 		return ""
 	}
-	return images[0].ID
+	info, err := e.docker.ImageInspect(ctx, r.d.ImageID)
+	if err != nil || info.Config == nil || !ours(r.instance, info.Config.Labels) ||
+		info.Config.Labels[LabelApp] != r.app.Key() || info.Config.Labels[LabelSHA] != r.d.SHA {
+		return ""
+	}
+	return info.ID
 }
 
 // buildStep follows the build's "Step N/M" lines to name the failing one.

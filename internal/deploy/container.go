@@ -10,8 +10,6 @@ import (
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/api/types/filters"
-	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/docker/go-connections/nat"
 
@@ -46,6 +44,13 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 	cfg keystoneyml.App, secrets map[string]string, imageID string, hostPort int) (string, error) {
 	port := nat.Port(strconv.Itoa(cfg.Port) + "/tcp")
 	pids := e.cfg.PidsLimit
+	network, err := e.appsNetwork(ctx)
+	if err != nil {
+		return "", err
+	}
+	// A deployment recorded before the operator lowered the caps runs
+	// under the caps.
+	memory, cpus := min(cfg.Memory, e.cfg.MaxMemory), min(cfg.CPUs, e.cfg.MaxCPUs)
 	resp, err := e.docker.ContainerCreate(ctx,
 		&container.Config{
 			Image:        imageID,
@@ -57,13 +62,15 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 			PortBindings:  nat.PortMap{port: {{HostPort: strconv.Itoa(hostPort)}}},
 			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 			Resources: container.Resources{
-				Memory:     cfg.Memory,
-				MemorySwap: cfg.Memory, // no swap on top
-				NanoCPUs:   int64(cfg.CPUs * 1e9),
+				Memory:     memory,
+				MemorySwap: memory, // no swap on top
+				NanoCPUs:   int64(cpus * 1e9),
 				PidsLimit:  &pids,
 			},
 			SecurityOpt: []string{"no-new-privileges"},
+			CapDrop:     []string{"NET_RAW"},
 			Privileged:  false,
+			NetworkMode: container.NetworkMode(network),
 			LogConfig: container.LogConfig{Type: "json-file", Config: map[string]string{
 				"max-size": "10m", "max-file": "3",
 			}},
@@ -72,43 +79,13 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 	if err != nil {
 		return "", fmt.Errorf("create the container of deployment %d: %w", d.ID, err)
 	}
+	// Recorded before anything else happens to it: from here on it is
+	// Keystone's by its id, whatever any label says.
+	if err := e.store.AddOwnedContainer(ctx, resp.ID, app.ID, d.ID); err != nil {
+		_ = e.docker.ContainerRemove(context.WithoutCancel(ctx), resp.ID, container.RemoveOptions{Force: true})
+		return "", err
+	}
 	return resp.ID, nil
-}
-
-// containers lists this instance's containers (running or not) carrying
-// the labels given as "key=value".
-func (e *Engine) containers(ctx context.Context, instance string, labels ...string) ([]container.Summary, error) {
-	list, err := e.docker.ContainerList(ctx, container.ListOptions{All: true, Filters: ownFilter(instance, labels...)})
-	if err != nil {
-		return nil, fmt.Errorf("list containers: %w", err)
-	}
-	// The filter is the engine's; check again before touching anything.
-	out := list[:0]
-	for _, c := range list {
-		if ours(instance, c.Labels) {
-			out = append(out, c)
-		}
-	}
-	return out, nil
-}
-
-// removeContainer stops and removes a container of this instance; one
-// already gone is not an error.
-func (e *Engine) removeContainer(ctx context.Context, instance, id string) error {
-	info, err := e.docker.ContainerInspect(ctx, id)
-	if client.IsErrNotFound(err) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("inspect container %s: %w", shortID(id), err)
-	}
-	if info.Config == nil || !ours(instance, info.Config.Labels) {
-		return fmt.Errorf("container %s is not Keystone's: not removing it", shortID(id))
-	}
-	if err := e.docker.ContainerRemove(ctx, id, container.RemoveOptions{Force: true}); err != nil && !client.IsErrNotFound(err) {
-		return fmt.Errorf("remove container %s: %w", shortID(id), err)
-	}
-	return nil
 }
 
 // containerTail returns the last n lines of a container's output.
@@ -137,37 +114,10 @@ func (e *Engine) containerTail(ctx context.Context, id string, n int) ([]string,
 	return lines, nil
 }
 
-// servingContainer finds the container of the app's current deployment.
-func (e *Engine) servingContainer(ctx context.Context, instance string, app store.App) (container.Summary, bool, error) {
-	if app.CurrentDeploymentID == 0 {
-		return container.Summary{}, false, nil
-	}
-	list, err := e.containers(ctx, instance, LabelDeployment+"="+strconv.FormatInt(app.CurrentDeploymentID, 10))
-	if err != nil || len(list) == 0 {
-		return container.Summary{}, false, err
-	}
-	// Prefer a running one if an interrupted restore left two.
-	slices.SortFunc(list, func(a, b container.Summary) int {
-		if (a.State == "running") != (b.State == "running") {
-			if a.State == "running" {
-				return -1
-			}
-			return 1
-		}
-		return int(b.Created - a.Created)
-	})
-	return list[0], true, nil
-}
-
 func shortID(id string) string {
 	id = strings.TrimPrefix(id, "sha256:")
 	if len(id) > 12 {
 		return id[:12]
 	}
 	return id
-}
-
-// appFilter selects the containers and images of one app.
-func appFilter(instance string, app store.App) filters.Args {
-	return ownFilter(instance, LabelApp+"="+app.Key())
 }

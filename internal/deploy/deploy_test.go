@@ -42,7 +42,7 @@ func TestFirstDeployThenUpdate(t *testing.T) {
 		t.Errorf("steps %v", got)
 	}
 	log := strings.Join(h.Log(t, d1.ID), "\n")
-	for _, want := range []string{"Step 1/5 : FROM scratch", "Step 5/5 : LABEL io.keystone.app=", "Successfully built", "hello from v1", "Checking health"} {
+	for _, want := range []string{"] COPY app /app", "] COPY behaviour.json /behaviour.json", "exporting to image", "hello from v1", "Checking health"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"regexp"
 	"strconv"
 	"strings"
@@ -25,6 +26,9 @@ import (
 type Docker interface {
 	Ping(ctx context.Context) (types.Ping, error)
 	ImageBuild(ctx context.Context, buildContext io.Reader, options build.ImageBuildOptions) (build.ImageBuildResponse, error)
+	BuildCancel(ctx context.Context, id string) error
+	// DialHijack attaches a BuildKit session (POST /session).
+	DialHijack(ctx context.Context, url, proto string, meta map[string][]string) (net.Conn, error)
 	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ImageList(ctx context.Context, options image.ListOptions) ([]image.Summary, error)
 	ImageRemove(ctx context.Context, imageID string, options image.RemoveOptions) ([]image.DeleteResponse, error)
@@ -36,6 +40,7 @@ type Docker interface {
 	ContainerInspect(ctx context.Context, containerID string) (container.InspectResponse, error)
 	ContainerList(ctx context.Context, options container.ListOptions) ([]container.Summary, error)
 	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
+	NetworkAPI
 }
 
 // NewDockerClient connects to the engine DOCKER_HOST and friends name,

@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/keystone-app/keystone/internal/config"
+	"github.com/keystone-app/keystone/internal/deploy/keystoneyml"
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
 )
@@ -63,6 +64,20 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// PidsLimit caps the processes of an app's container. Default 512.
 	PidsLimit int64
+	// MaxMemory (bytes) and MaxCPUs are the operator's caps on what
+	// .keystone.yml may ask for (KEYSTONE_MAX_MEMORY, KEYSTONE_MAX_CPUS).
+	// Defaults 4g and 2.
+	MaxMemory int64
+	MaxCPUs   float64
+	// Builder forces the image builder: "legacy" uses the classic builder
+	// even where the engine has BuildKit (tests of the fallback). Default:
+	// BuildKit when the engine has it.
+	Builder string
+}
+
+// limits are the operator's caps as .keystone.yml's parser applies them.
+func (c Config) limits() keystoneyml.Limits {
+	return keystoneyml.Limits{Memory: c.MaxMemory, CPUs: c.MaxCPUs}
 }
 
 func (c Config) withDefaults() Config {
@@ -84,6 +99,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProbeHost == "" {
 		c.ProbeHost = "127.0.0.1"
+	}
+	if c.MaxMemory <= 0 {
+		c.MaxMemory = 4 << 30
+	}
+	if c.MaxCPUs <= 0 {
+		c.MaxCPUs = 2
 	}
 	if c.PidsLimit <= 0 {
 		c.PidsLimit = 512
@@ -132,6 +153,10 @@ type Engine struct {
 
 	instanceMu sync.Mutex
 	instanceID string
+
+	builderMu sync.Mutex
+	builder   string // "buildkit" or "legacy" once known
+	network   string // the apps' network once made
 }
 
 // New returns an engine. It makes no call: the instance id is read from the

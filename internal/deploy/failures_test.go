@@ -92,11 +92,11 @@ func TestFailingBuildNamesTheStep(t *testing.T) {
 	sha := h.push(t, "main", files)
 	d := h.deployOf(t, "web", sha)
 	mustState(t, d, store.StateFailed)
-	if d.Description != "Build failed: step 4/5 exited 3" {
+	if d.Description != `Build failed: step 3/3 (RUN ["/app", "build-step"]) exited 3` {
 		t.Errorf("description %q", d.Description)
 	}
 	log := strings.Join(h.Log(t, d.ID), "\n")
-	if !strings.Contains(log, "oops") || !strings.Contains(log, "returned a non-zero code: 3") {
+	if !strings.Contains(log, "oops") || !strings.Contains(log, "exit code: 3") {
 		t.Errorf("log lacks the build's output:\n%s", log)
 	}
 	stillServesV1(t, h, v1, port)

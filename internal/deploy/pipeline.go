@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -175,7 +174,7 @@ func (e *Engine) pipeline(ctx context.Context, r *run) error {
 	if err := e.step(ctx, r, "start", descStarting(r.d.SHA)); err != nil {
 		return err
 	}
-	if err := e.removeContainersOf(ctx, r.instance, r.d.ID); err != nil {
+	if err := e.removeContainersOf(ctx, r.instance, r.app, r.d); err != nil {
 		return err
 	}
 	next, err := e.createContainer(ctx, r.instance, r.app, r.d, r.cfg, r.secrets, imageID, hostPort)
@@ -251,20 +250,6 @@ func (f *fetchError) Unwrap() error { return f.err }
 func (e *Engine) imageKept(ctx context.Context, instance, id string) bool {
 	info, err := e.docker.ImageInspect(ctx, id)
 	return err == nil && info.Config != nil && ours(instance, info.Config.Labels)
-}
-
-// removeContainersOf removes what an interrupted attempt left of deployment id.
-func (e *Engine) removeContainersOf(ctx context.Context, instance string, id int64) error {
-	list, err := e.containers(ctx, instance, LabelDeployment+"="+strconv.FormatInt(id, 10))
-	if err != nil {
-		return err
-	}
-	for _, c := range list {
-		if err := e.removeContainer(ctx, instance, c.ID); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // retry records a failed attempt, puts the app back as it was (previous

@@ -138,7 +138,7 @@ func (e *Engine) readConfig(ctx context.Context, p push) (*keystoneyml.File, *ke
 	case !found:
 		return &keystoneyml.File{}, nil, nil
 	}
-	f, err := keystoneyml.Parse(raw, p.defaultBranch)
+	f, err := keystoneyml.ParseLimited(raw, p.defaultBranch, e.cfg.limits())
 	var invalid *keystoneyml.Error
 	if errors.As(err, &invalid) {
 		return nil, invalid, nil

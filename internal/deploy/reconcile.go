@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 
 	"github.com/keystone-app/keystone/internal/deploy/keystoneyml"
@@ -33,16 +34,19 @@ func (e *Engine) RunReconciler(ctx context.Context) error {
 	}
 }
 
-// Reconcile matches this instance's labelled containers against the
-// database, one app at a time under the app's lock (an app whose job runs
-// is skipped: the job owns it):
+// Reconcile matches the containers Keystone recorded against the database,
+// one app at a time under the app's lock (an app whose job runs is skipped:
+// the job owns it):
 //   - a deployment no job will finish (its job is gone or out of attempts)
 //     ends errored;
-//   - a container that is not the app's current deployment is removed;
+//   - a recorded container that is not the app's current deployment is
+//     removed;
 //   - the current deployment's container is started if stopped, and created
-//     again from its image if it disappeared;
-//   - a removed app's containers and images are removed;
-//   - a container of an app the database does not know is removed.
+//     again from its recorded image if it disappeared;
+//   - a removed app's recorded containers and images are removed.
+//
+// A container carrying Keystone's labels that Keystone did not record is
+// logged (and shown on the app's page), never adopted or removed.
 func (e *Engine) Reconcile(ctx context.Context) error {
 	instance, err := e.instance(ctx)
 	if err != nil {
@@ -60,27 +64,46 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	// One look at the engine, then work only on the apps that need it.
-	all, err := e.containers(ctx, instance)
+	owned, err := e.store.OwnedContainers(ctx)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
+	}
+	// One look at the engine, then work only on the apps that need it. The
+	// listing by label only tells the states of recorded containers and
+	// which labelled ones are foreign.
+	listed, err := e.docker.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", LabelApp))})
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list containers: %w", err))...)
 	}
 	images, err := e.docker.ImageList(ctx, image.ListOptions{Filters: ownFilter(instance)})
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	containersOf := map[string][]container.Summary{}
-	for _, c := range all {
-		containersOf[c.Labels[LabelApp]] = append(containersOf[c.Labels[LabelApp]], c)
+	state := map[string]string{}
+	labelled := map[string][]container.Summary{}
+	for _, c := range listed {
+		state[c.ID] = c.State
+		labelled[c.Labels[LabelApp]] = append(labelled[c.Labels[LabelApp]], c)
+	}
+	ownedOf := map[int64][]store.OwnedContainer{}
+	isOwned := map[string]bool{}
+	for _, c := range owned {
+		ownedOf[c.AppID] = append(ownedOf[c.AppID], c)
+		isOwned[c.ID] = true
 	}
 	imagesOf := map[string]int{}
 	for _, img := range images {
 		imagesOf[img.Labels[LabelApp]]++
 	}
-	known := map[string]bool{}
 	for _, app := range apps {
-		known[app.Key()] = true
-		if !needsReconcile(app, containersOf[app.Key()], imagesOf[app.Key()]) {
+		for _, c := range labelled[app.Key()] {
+			if !isOwned[c.ID] {
+				e.logger.WarnContext(ctx, "a container carries this app's labels but Keystone did not create it: leaving it alone",
+					slog.String("app", app.Key()), slog.String("container", shortID(c.ID)), slog.String("image", c.Image))
+			}
+		}
+		if !needsReconcile(app, ownedOf[app.ID], state, imagesOf[app.Key()]) {
 			continue
 		}
 		errs = append(errs, e.withAppLock(ctx, app.ID, func() error {
@@ -91,30 +114,25 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 			return e.reconcileApp(ctx, instance, app, e.logger.With(slog.String("app", app.Key())))
 		}))
 	}
-	for _, c := range all {
-		if !known[c.Labels[LabelApp]] {
-			e.logger.WarnContext(ctx, "removing a container of an unknown app", slog.String("app", c.Labels[LabelApp]),
-				slog.String("container", shortID(c.ID)))
-			errs = append(errs, e.removeContainer(ctx, instance, c.ID))
-		}
-	}
 	return errors.Join(errs...)
 }
 
-// needsReconcile reports whether what the engine has of app differs from
-// what the database says, as far as one listing can tell.
-func needsReconcile(app store.App, cs []container.Summary, images int) bool {
+// needsReconcile reports whether what the engine has of app's recorded
+// containers differs from what the database says, as far as one listing
+// can tell (a recorded container missing from the listing is gone).
+func needsReconcile(app store.App, owned []store.OwnedContainer, state map[string]string, images int) bool {
 	if app.RemovedAt != nil {
-		return len(cs) > 0 || images > 0
+		return len(owned) > 0 || images > 0
 	}
-	running := false
-	for _, c := range cs {
-		if deploymentOf(c.Labels) != app.CurrentDeploymentID {
+	running, current := false, 0
+	for _, c := range owned {
+		if c.DeploymentID != app.CurrentDeploymentID {
 			return true
 		}
-		running = running || c.State == "running" || c.State == "restarting"
+		current++
+		running = running || state[c.ID] == "running" || state[c.ID] == "restarting"
 	}
-	return app.CurrentDeploymentID != 0 && (!running || len(cs) > 1)
+	return app.CurrentDeploymentID != 0 && (!running || current > 1)
 }
 
 // withAppLock runs fn holding the app's lock; it skips the app when a job
@@ -128,22 +146,26 @@ func (e *Engine) withAppLock(ctx context.Context, appID int64, fn func() error) 
 	return fn()
 }
 
-// reconcileApp brings one app's containers in line with the database. The
-// caller holds the app's lock.
+// reconcileApp brings one app's recorded containers in line with the
+// database. The caller holds the app's lock.
 func (e *Engine) reconcileApp(ctx context.Context, instance string, app store.App, logger *slog.Logger) error {
-	list, err := e.containers(ctx, instance, LabelApp+"="+app.Key())
+	rows, err := e.store.OwnedContainersOfApp(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	list, err := e.inspectOwned(ctx, rows)
 	if err != nil {
 		return err
 	}
 	var errs []error
-	var current []container.Summary
+	var current []ownedState
 	for _, c := range list {
-		if app.RemovedAt == nil && app.CurrentDeploymentID != 0 && deploymentOf(c.Labels) == app.CurrentDeploymentID {
+		if app.RemovedAt == nil && app.CurrentDeploymentID != 0 && c.DeploymentID == app.CurrentDeploymentID {
 			current = append(current, c)
 			continue
 		}
 		logger.InfoContext(ctx, "removing a container that does not serve", slog.String("container", shortID(c.ID)),
-			slog.Int64("deployment_id", deploymentOf(c.Labels)), slog.String("state", c.State))
+			slog.Int64("deployment_id", c.DeploymentID), slog.String("state", c.State))
 		errs = append(errs, e.removeContainer(ctx, instance, c.ID))
 	}
 	if app.RemovedAt != nil {
@@ -156,10 +178,11 @@ func (e *Engine) reconcileApp(ctx context.Context, instance string, app store.Ap
 }
 
 // keepServing makes the current deployment's container run: one of the
-// containers found is started if none runs, extra ones are removed, and if
-// there is none it is created again from the deployment's image.
-func (e *Engine) keepServing(ctx context.Context, instance string, app store.App, found []container.Summary, logger *slog.Logger) error {
-	var keep *container.Summary
+// recorded containers found is started if none runs, extra ones are
+// removed, and if there is none it is created again from the deployment's
+// recorded image.
+func (e *Engine) keepServing(ctx context.Context, instance string, app store.App, found []ownedState, logger *slog.Logger) error {
+	var keep *ownedState
 	var errs []error
 	for i := range found {
 		c := &found[i]
@@ -274,22 +297,4 @@ func strandedReason(s store.StrandedDeployment) string {
 		return fmt.Sprintf("gave up after %d attempts: %s", s.Attempts, firstLine(s.LastError))
 	}
 	return fmt.Sprintf("its job ended after %d attempts", s.Attempts)
-}
-
-// removeImages removes every image of a removed app.
-func (e *Engine) removeImages(ctx context.Context, instance string, app store.App) error {
-	images, err := e.docker.ImageList(ctx, image.ListOptions{Filters: appFilter(instance, app)})
-	if err != nil {
-		return err
-	}
-	var errs []error
-	for _, img := range images {
-		if !ours(instance, img.Labels) || img.Labels[LabelApp] != app.Key() {
-			continue
-		}
-		if _, err := e.docker.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true}); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
 }

@@ -20,11 +20,11 @@ import (
 	"github.com/keystone-app/keystone/internal/store"
 )
 
-// TestReconcile: a container of a deployment that is not current is
-// removed; a stopped serving container is started; a vanished one is created
-// again from its image; a deployment no job will finish ends errored; and
-// containers without Keystone's label or with another instance's are never
-// touched.
+// TestReconcile: a stopped serving container is started; a vanished one is
+// created again from its image; a deployment no job will finish ends
+// errored; and containers Keystone did not create are never touched, even
+// with all of this app's and this instance's labels (ownership is the
+// recorded id, SPEC §6).
 func TestReconcile(t *testing.T) {
 	h := newHarness(t, "reconcile")
 	v1, port := deployV1(t, h)
@@ -34,7 +34,7 @@ func TestReconcile(t *testing.T) {
 	foreignNoLabel := runForeign(t, h, map[string]string{"purpose": "not keystone's"})
 	foreignInstance := runForeign(t, h, map[string]string{deploy.LabelApp: app.Key(), deploy.LabelInstance: "another-keystone",
 		deploy.LabelDeployment: "999"})
-	orphan := runForeign(t, h, map[string]string{deploy.LabelApp: app.Key(), deploy.LabelInstance: h.Instance,
+	forged := runForeign(t, h, map[string]string{deploy.LabelApp: app.Key(), deploy.LabelInstance: h.Instance,
 		deploy.LabelDeployment: "999", deploy.LabelSHA: v1.SHA})
 
 	// A deployment left running by a job that is gone.
@@ -50,11 +50,20 @@ func TestReconcile(t *testing.T) {
 	if err := h.engine.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if !exists(t, h, foreignNoLabel) || !exists(t, h, foreignInstance) {
+	if !exists(t, h, foreignNoLabel) || !exists(t, h, foreignInstance) || !exists(t, h, forged) {
 		t.Fatal("reconciliation touched a container that is not this Keystone's")
 	}
-	if exists(t, h, orphan) {
-		t.Error("the orphan container of a deployment that is not current is still there")
+	// The app's page shows the labelled containers Keystone did not create.
+	st, err := h.engine.ContainerState(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shown := map[string]bool{}
+	for _, f := range st.Foreign {
+		shown[f.ID] = true
+	}
+	if len(st.Foreign) != 2 || !shown[forged[:12]] || !shown[foreignInstance[:12]] {
+		t.Errorf("foreign containers reported: %+v, want the two labelled %s", st.Foreign, app.Key())
 	}
 	deploytest.Eventually(t, 10*time.Second, "v1 serving again after its container was started", func() (bool, error) {
 		return deploytest.Serves(port, "v1"), nil
@@ -75,7 +84,7 @@ func TestReconcile(t *testing.T) {
 	deploytest.Eventually(t, 10*time.Second, "v1 serving from a recreated container", func() (bool, error) {
 		return deploytest.Serves(port, "v1"), nil
 	})
-	list := h.Containers(t, deploy.LabelApp+"="+app.Key())
+	list := h.Containers(t, deploy.LabelApp+"="+app.Key(), deploy.LabelDeployment+"="+strconv.FormatInt(v1.ID, 10))
 	if len(list) != 1 || list[0].ID == v1.ContainerID || list[0].Labels[deploy.LabelDeployment] != strconv.FormatInt(v1.ID, 10) {
 		t.Fatalf("containers after recreation: %+v", list)
 	}

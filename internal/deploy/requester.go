@@ -197,7 +197,7 @@ func (rq *Requester) fromBranch(ctx context.Context, app store.App, req Request)
 	if !found {
 		return store.NewDeployment{}, refuse("%s has no %s", shortSHA(sha), keystoneyml.FileName)
 	}
-	file, err := keystoneyml.Parse(raw, "")
+	file, err := keystoneyml.ParseLimited(raw, "", rq.e.cfg.limits())
 	if err != nil {
 		return store.NewDeployment{}, refuse("%s", descInvalidConfig(err.Error()))
 	}

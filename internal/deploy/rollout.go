@@ -19,7 +19,7 @@ const tailLines = 200
 // the outcome: health, downtime, and success or failure with the previous
 // version serving.
 func (e *Engine) switchTo(ctx context.Context, r *run, next string, hostPort int) error {
-	prev, hasPrev, err := e.servingContainer(ctx, r.instance, r.app)
+	prev, hasPrev, err := e.servingContainer(ctx, r.app)
 	if err != nil {
 		return err
 	}
@@ -153,21 +153,21 @@ func (e *Engine) pruneImages(ctx context.Context, instance string, app store.App
 	if cur, err := e.store.Deployment(ctx, app.CurrentDeploymentID); err == nil {
 		keep[cur.ImageID] = true
 	}
-	images, err := e.docker.ImageList(ctx, image.ListOptions{All: false, Filters: appFilter(instance, app)})
+	ids, err := e.appImages(ctx, instance, app)
 	if err != nil {
 		return err
 	}
 	var removed []string
-	for _, img := range images {
-		if keep[img.ID] || !ours(instance, img.Labels) || img.Labels[LabelApp] != app.Key() {
+	for _, id := range ids {
+		if keep[id] {
 			continue
 		}
-		if _, err := e.docker.ImageRemove(ctx, img.ID, image.RemoveOptions{PruneChildren: true}); err != nil {
+		if _, err := e.docker.ImageRemove(ctx, id, image.RemoveOptions{PruneChildren: true}); err != nil {
 			e.logger.WarnContext(ctx, "remove an old image", slog.String("app", app.Key()),
-				slog.String("image", shortID(img.ID)), slog.String("error", err.Error()))
+				slog.String("image", shortID(id)), slog.String("error", err.Error()))
 			continue
 		}
-		removed = append(removed, shortID(img.ID))
+		removed = append(removed, shortID(id))
 	}
 	if len(removed) > 0 {
 		slices.Sort(removed)

@@ -1,6 +1,7 @@
 package gittest
 
 import (
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -39,6 +40,15 @@ type Behaviour struct {
 	BuildPrint []string      `json:"build_print,omitempty"`
 	BuildSleep time.Duration `json:"-"`
 	BuildExit  int           `json:"build_exit,omitempty"`
+	// BuildSecret names a build secret the RUN step mounts
+	// (--mount=type=secret) and writes the SHA-256 of to
+	// /build-secret.sha256, which GET /build-secret answers.
+	BuildSecret string `json:"build_secret,omitempty"`
+	// BuildNonce is set by AppFiles when the Dockerfile has a RUN step: it
+	// makes behaviour.json, copied before the RUN, unique, so that the
+	// engine's build cache (shared by every build on the engine, across
+	// test runs) never answers the step instead of running it.
+	BuildNonce string `json:"build_nonce,omitempty"`
 }
 
 // MarshalJSON writes durations as Go duration strings.
@@ -64,12 +74,18 @@ func (b Behaviour) MarshalJSON() ([]byte, error) {
 // root).
 func AppFiles(t testing.TB, dir string, b Behaviour) map[string][]byte {
 	t.Helper()
+	if b.BuildStep || b.BuildSecret != "" {
+		b.BuildNonce = rand.Text()
+	}
 	behaviour, err := json.MarshalIndent(b, "", "  ")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dockerfile := "FROM scratch\nCOPY app /app\nCOPY behaviour.json /behaviour.json\n"
-	if b.BuildStep {
+	switch {
+	case b.BuildSecret != "":
+		dockerfile += "RUN --mount=type=secret,id=" + b.BuildSecret + " [\"/app\", \"build-step\"]\n"
+	case b.BuildStep:
 		dockerfile += "RUN [\"/app\", \"build-step\"]\n"
 	}
 	dockerfile += "ENTRYPOINT [\"/app\"]\n"

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
@@ -29,7 +30,8 @@ func (p *parts) addDeploy() error {
 	if p.notifier != nil {
 		deps.Notifier = p.notifier // statuses and comments of every deployment change
 	}
-	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange})
+	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
+		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs})
 	if err != nil {
 		return err
 	}
@@ -55,5 +57,9 @@ type containers struct{ engine *deploy.Engine }
 
 func (c containers) State(ctx context.Context, app store.App) (web.ContainerState, error) {
 	st, err := c.engine.ContainerState(ctx, app)
-	return web.ContainerState{State: st.State, StartedAt: st.StartedAt, Image: st.ImageID, Output: st.Output}, err
+	var foreign []string
+	for _, f := range st.Foreign {
+		foreign = append(foreign, fmt.Sprintf("%s %s (%s, %s)", f.ID, f.Name, f.Image, f.State))
+	}
+	return web.ContainerState{State: st.State, StartedAt: st.StartedAt, Image: st.ImageID, Output: st.Output, Foreign: foreign}, err
 }

@@ -208,9 +208,9 @@ func (h *Handler) containerView(ctx context.Context, now time.Time, a store.App)
 		return ContainerView{Problem: "Docker unreachable: the container's state cannot be shown right now."}
 	}
 	if st.State == "" {
-		return ContainerView{Problem: "No container is running for this app."}
+		return ContainerView{Problem: "No container is running for this app.", Foreign: st.Foreign}
 	}
-	v := ContainerView{Available: true, Image: st.Image, State: containerBadge(st.State)}
+	v := ContainerView{Available: true, Image: st.Image, State: containerBadge(st.State), Foreign: st.Foreign}
 	if !st.StartedAt.IsZero() {
 		v.StartedAt = atPtr(now, &st.StartedAt)
 	}

@@ -76,6 +76,19 @@ func TestAppPage(t *testing.T) {
 	)
 }
 
+// TestAppPageListsForeignContainers: containers carrying the app's labels
+// that Keystone did not create are listed, escaped, with what Keystone does
+// about them (nothing), whether or not a container of the app runs.
+func TestAppPageListsForeignContainers(t *testing.T) {
+	foreign := []string{"3f2a1b9c0d4e <evil> (mallory/x:latest, running)"}
+	for _, st := range []web.ContainerState{{State: "running", Image: "img", Foreign: foreign}, {Foreign: foreign}} {
+		s := newSite(t, func(o *web.Options) { o.Containers = webtest.Containers{Container: st} })
+		r := s.signedIn("vic").get(s.appPath())
+		mustContain(t, "app page", r.body, `id="foreign-containers"`, "Keystone did not create them",
+			"<code>3f2a1b9c0d4e &lt;evil&gt; (mallory/x:latest, running)</code>")
+	}
+}
+
 func TestAppPageWhenDockerFails(t *testing.T) {
 	cases := []struct {
 		name       string

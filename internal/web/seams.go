@@ -45,6 +45,10 @@ type ContainerState struct {
 	// Output is the container's last lines of output (about 100), with
 	// secret values already redacted.
 	Output []string
+	// Foreign describes containers that carry the app's labels but that
+	// Keystone did not create (e.g. "3f2a1b9c0d4e mallory-x (evil:latest,
+	// running)"): Keystone leaves them alone, and says so.
+	Foreign []string
 }
 
 // Secrets manages an app's secret variables by name; values are write-only.

@@ -126,6 +126,9 @@ type ContainerView struct {
 	Image     string
 	StartedAt *Time
 	Output    []LogLine
+	// Foreign lists containers with the app's labels that Keystone did
+	// not create.
+	Foreign []string
 }
 
 // DeploymentRow is one deployment in a list.

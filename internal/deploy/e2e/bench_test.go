@@ -1,6 +1,7 @@
 package e2e_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -27,7 +28,7 @@ import (
 
 // BenchmarkDeploy measures, against the real engine and `keystone serve`:
 //   - first deploy: from the webhook to the app answering healthy, against a
-//     person typing `git clone --depth 1`, `docker build`, `docker run` and
+//     person typing `git clone --depth 1`, a BuildKit build, `docker run` and
 //     polling until healthy, in the same run (each side with its own new
 //     binary, so neither finds the other's layers in the cache);
 //   - second deploy of a one-line change, against the same commands again
@@ -191,7 +192,7 @@ func rawDeploys(b *testing.B, r *gittest.Repo, token string, port int) (first, s
 	start := time.Now()
 	dir := rawClone(b, r, token)
 	cloned := time.Now()
-	run(b, "docker", "build", "-q", "-t", tag+":1", dir)
+	buildKit(b, tag+":1", dir)
 	built := time.Now()
 	run(b, "docker", "run", "-d", "--name", name, "-e", "PORT=8080", "-p", strconv.Itoa(port)+":8080", tag+":1")
 	ran := time.Now()
@@ -203,7 +204,7 @@ func rawDeploys(b *testing.B, r *gittest.Repo, token string, port int) (first, s
 	r.Commit(b, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v2"}`)}, "raw v2")
 	start = time.Now()
 	dir = rawClone(b, r, token)
-	run(b, "docker", "build", "-q", "-t", tag+":2", dir)
+	buildKit(b, tag+":2", dir)
 	run(b, "docker", "rm", "-f", name)
 	run(b, "docker", "run", "-d", "--name", name, "-e", "PORT=8080", "-p", strconv.Itoa(port)+":8080", tag+":2")
 	waitAnswer(b, port, "/", "version=v2")
@@ -221,6 +222,20 @@ func rawClone(b *testing.B, r *gittest.Repo, token string) string {
 		b.Fatalf("git clone: %v\n%s", err, out)
 	}
 	return dir
+}
+
+// buildKit builds dir as tag with the engine's BuildKit, as Keystone
+// builds (issue 10). The docker CLI here (28.x) builds with BuildKit only
+// through the buildx plugin, which this machine lacks (no package for it);
+// the raw command is then what `docker build` would send: the context's tar
+// to the engine's /build with version=2, by curl over the engine's socket.
+func buildKit(b *testing.B, tag, dir string) {
+	script := `tar -C "$1" -c . | curl -sS --fail --unix-socket /var/run/docker.sock -H 'Content-Type: application/x-tar' ` +
+		`--data-binary @- "http://docker/v1.41/build?version=2&t=$2"`
+	out, err := exec.Command("sh", "-c", script, "sh", dir, tag).CombinedOutput()
+	if err != nil || bytes.Contains(out, []byte(`"errorDetail"`)) || !bytes.Contains(out, []byte("moby.image.id")) {
+		b.Fatalf("BuildKit build of %s: %v\n%s", dir, err, out)
+	}
 }
 
 func run(b *testing.B, name string, args ...string) {
@@ -310,8 +325,8 @@ func report(b *testing.B, rows []benchRow) {
 	downtime, observed := med(func(r benchRow) time.Duration { return r.downtime }), med(func(r benchRow) time.Duration { return r.observed })
 	fmt.Printf("\nDeploy engine, median of %d runs\n", len(rows))
 	fmt.Printf("%-36s %10s %10s %7s %s\n", "measure", "keystone", "raw", "ratio", "target")
-	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "first deploy, webhook to healthy", first.Seconds(), firstRaw.Seconds(), first.Seconds()/firstRaw.Seconds(), "<= 1.10")
-	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "one-line change, webhook to healthy", second.Seconds(), secondRaw.Seconds(), second.Seconds()/secondRaw.Seconds(), "< 1.00")
+	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "first deploy, webhook to healthy", first.Seconds(), firstRaw.Seconds(), first.Seconds()/firstRaw.Seconds(), "<= 1.05")
+	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "one-line change, webhook to healthy", second.Seconds(), secondRaw.Seconds(), second.Seconds()/secondRaw.Seconds(), "<= 0.90")
 	fmt.Printf("%-36s %9.2fs %10s %7s %s\n", "rollback, job start to answering", rollback.Seconds(), "", "", "<= 2s")
 	fmt.Printf("%-36s %9.2fs %10s\n", "update downtime, recorded", downtime.Seconds(), "")
 	fmt.Printf("%-36s %9.2fs %10s\n", "update downtime, seen by a client", observed.Seconds(), "")

@@ -58,6 +58,22 @@ type App struct {
 	Env                map[string]string `json:"env,omitempty"`
 	Memory             int64             `json:"memory"` // bytes
 	CPUs               float64           `json:"cpus"`
+	// BuildSecrets name the app's secrets a build may mount with
+	// RUN --mount=type=secret,id=NAME (never build arguments).
+	BuildSecrets []string `json:"build_secrets,omitempty"`
+}
+
+// FormatMemory writes a byte count the way .keystone.yml does: 4g, 512m.
+func FormatMemory(n int64) string {
+	for _, u := range []struct {
+		suffix string
+		size   int64
+	}{{"t", 1 << 40}, {"g", 1 << 30}, {"m", 1 << 20}, {"k", 1 << 10}} {
+		if n >= u.size && n%u.size == 0 {
+			return fmt.Sprintf("%d%s", n/u.size, u.suffix)
+		}
+	}
+	return fmt.Sprintf("%d", n)
 }
 
 // HealthCheck describes the check in words, e.g. "GET /healthz"; "" when the

@@ -29,6 +29,20 @@ var (
 // branch) is the branch of an app that names none; when it is empty, branch
 // is required. The error, when not nil, is an *Error.
 func Parse(data []byte, defaultBranch string) (f *File, err error) {
+	return ParseLimited(data, defaultBranch, Limits{})
+}
+
+// Limits are the operator's caps on what an app may ask for
+// (KEYSTONE_MAX_MEMORY, KEYSTONE_MAX_CPUS); zero means no cap. A bigger
+// ask is a Problem naming the line and the cap; the defaults are lowered
+// to the caps.
+type Limits struct {
+	Memory int64
+	CPUs   float64
+}
+
+// ParseLimited is Parse with the operator's caps.
+func ParseLimited(data []byte, defaultBranch string, limits Limits) (f *File, err error) {
 	defer func() {
 		// The YAML library is not ours: whatever input crashes it is still
 		// only a bad file to the user.
@@ -40,7 +54,7 @@ func Parse(data []byte, defaultBranch string) (f *File, err error) {
 	if problem != nil {
 		return nil, &Error{Problems: []Problem{*problem}}
 	}
-	p := &parser{defaultBranch: defaultBranch}
+	p := &parser{defaultBranch: defaultBranch, limits: limits}
 	file := p.file(root)
 	if len(p.problems)+len(p.missing) > 0 {
 		slices.SortStableFunc(p.problems, func(a, b Problem) int { return a.Line - b.Line })
@@ -123,6 +137,7 @@ func syntaxProblem(data []byte, err error) *Problem {
 
 type parser struct {
 	defaultBranch string
+	limits        Limits
 	problems      []Problem
 	// missing are required keys not given. They come after the other
 	// problems: a missing port next to an unknown key "prot" is the typo's
@@ -223,7 +238,7 @@ func (p *parser) file(root *yaml.Node) *File {
 }
 
 var appKeys = []string{"name", "branch", "dockerfile", "context", "port", "health_check_path",
-	"health_check_timeout", "env", "memory", "cpus"}
+	"health_check_timeout", "env", "memory", "cpus", "build_secrets"}
 
 // app reads one entry of apps; ok is false when it has a problem.
 func (p *parser) app(item *yaml.Node) (App, bool) {
@@ -234,6 +249,12 @@ func (p *parser) app(item *yaml.Node) (App, bool) {
 	}
 	a := App{Dockerfile: DefaultDockerfile, Context: DefaultContext,
 		HealthCheckTimeout: DefaultHealthCheckTimeout, Memory: DefaultMemory, CPUs: DefaultCPUs}
+	if p.limits.Memory > 0 {
+		a.Memory = min(a.Memory, p.limits.Memory)
+	}
+	if p.limits.CPUs > 0 {
+		a.CPUs = min(a.CPUs, p.limits.CPUs)
+	}
 	has := map[string]bool{}
 	for _, e := range entries {
 		has[e.key] = true
@@ -304,7 +325,32 @@ func (p *parser) appValue(a *App, e entry) {
 		a.Memory = p.memory(e)
 	case "cpus":
 		a.CPUs = p.cpus(e)
+	case "build_secrets":
+		a.BuildSecrets = p.buildSecrets(e)
 	}
+}
+
+// buildSecrets reads the names of the app's secrets that builds may mount.
+func (p *parser) buildSecrets(e entry) []string {
+	v := resolve(e.value)
+	if v == nil || v.Kind != yaml.SequenceNode {
+		p.add(lineOf(v, e.line), "build_secrets must be a list of secret names like [NPM_TOKEN], got %s", describe(v))
+		return nil
+	}
+	var out []string
+	for _, item := range v.Content {
+		n := resolve(item)
+		if n == nil || n.Kind != yaml.ScalarNode || n.ShortTag() != "!!str" || !envNamePattern.MatchString(n.Value) {
+			p.add(lineOf(n, e.line), "build_secrets: %s is not a secret name (letters, digits and _, not starting with a digit)", describe(n))
+			continue
+		}
+		if slices.Contains(out, n.Value) {
+			p.add(n.Line, "build_secrets: %s is listed twice", n.Value)
+			continue
+		}
+		out = append(out, n.Value)
+	}
+	return out
 }
 
 // scalar returns the value as a scalar node, reporting anything else.
@@ -381,6 +427,10 @@ func (p *parser) memory(e entry) int64 {
 		p.add(v.Line, "memory must be from 6m to 1024g, got %s", clipValue(v.Value))
 		return DefaultMemory
 	}
+	if p.limits.Memory > 0 && int64(bytes) > p.limits.Memory {
+		p.add(v.Line, "memory %s is above the operator's cap KEYSTONE_MAX_MEMORY=%s", clipValue(v.Value), FormatMemory(p.limits.Memory))
+		return DefaultMemory
+	}
 	return int64(bytes)
 }
 
@@ -396,6 +446,10 @@ func (p *parser) cpus(e entry) float64 {
 	}
 	if n < 0.01 || n > MaxCPUs {
 		p.add(v.Line, "cpus must be from 0.01 to %g, got %s", MaxCPUs, clipValue(v.Value))
+		return DefaultCPUs
+	}
+	if p.limits.CPUs > 0 && n > p.limits.CPUs {
+		p.add(v.Line, "cpus %s is above the operator's cap KEYSTONE_MAX_CPUS=%g", clipValue(v.Value), p.limits.CPUs)
 		return DefaultCPUs
 	}
 	return n

@@ -138,6 +138,9 @@ func TestParseInvalid(t *testing.T) {
 		{"not UTF-8", "apps:\n  - name: \xff\n", `the file is not valid UTF-8`, 1},
 		{"too large", "apps:\n" + strings.Repeat("#", keystoneyml.MaxSize), `the file is larger than 64 KiB`, 1},
 		{"merge key", "apps:\n  - <<: {name: web}\n    branch: main\n    port: 80\n", `line 2: unknown key "<<"`, 2},
+		{"build_secrets not a list", "apps:\n  - name: web\n    branch: main\n    port: 80\n    build_secrets: NPM_TOKEN\n", `line 5: build_secrets must be a list of secret names like [NPM_TOKEN], got the string "NPM_TOKEN"`, 1},
+		{"build_secrets bad name", "apps:\n  - name: web\n    branch: main\n    port: 80\n    build_secrets: [NPM_TOKEN, 1X]\n", `line 5: build_secrets: the string "1X" is not a secret name (letters, digits and _, not starting with a digit)`, 1},
+		{"build_secrets twice", "apps:\n  - name: web\n    branch: main\n    port: 80\n    build_secrets:\n      - A\n      - A\n", `line 7: build_secrets: A is listed twice`, 1},
 		{"several problems in line order", "apps:\n  - name: Web\n    branch: main\n    port: 0\n    bogus: 1\n", `line 2: name "Web" must be 1 to 40 characters of a-z, 0-9 and -`, 3},
 	}
 	for _, c := range cases {
@@ -157,6 +160,36 @@ func TestParseInvalid(t *testing.T) {
 				t.Errorf("%d problems, want %d: %q", len(pe.Problems), c.count, pe.Lines())
 			}
 		})
+	}
+}
+
+// TestOperatorCaps: KEYSTONE_MAX_MEMORY and KEYSTONE_MAX_CPUS bound what an
+// app may ask for, naming the line and the cap, and lower the defaults.
+func TestOperatorCaps(t *testing.T) {
+	limits := keystoneyml.Limits{Memory: 1 << 30, CPUs: 2}
+	cases := []struct{ name, extra, want string }{
+		{"memory above the cap", "    memory: 2g\n", `line 5: memory 2g is above the operator's cap KEYSTONE_MAX_MEMORY=1g`},
+		{"cpus above the cap", "    cpus: 2.5\n", `line 5: cpus 2.5 is above the operator's cap KEYSTONE_MAX_CPUS=2`},
+		{"at the caps", "    memory: 1g\n    cpus: 2\n", ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f, err := keystoneyml.ParseLimited([]byte("apps:\n  - name: web\n    branch: main\n    port: 80\n"+c.extra), "", limits)
+			switch {
+			case c.want == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case c.want != "" && (err == nil || err.Error() != c.want):
+				t.Fatalf("got %v (%+v), want %q", err, f, c.want)
+			}
+		})
+	}
+	f, err := keystoneyml.ParseLimited([]byte("apps:\n  - name: web\n    branch: main\n    port: 80\n"), "",
+		keystoneyml.Limits{Memory: 256 << 20, CPUs: 0.5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := f.Apps[0]; a.Memory != 256<<20 || a.CPUs != 0.5 {
+		t.Errorf("defaults under low caps: memory %d, cpus %g; want the caps", a.Memory, a.CPUs)
 	}
 }
 

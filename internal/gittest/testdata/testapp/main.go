@@ -7,8 +7,11 @@
 package main
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -28,11 +31,17 @@ type behaviour struct {
 	BuildPrint []string `json:"build_print"`
 	BuildSleep string   `json:"build_sleep"`
 	BuildExit  int      `json:"build_exit"`
+	// BuildSecret names a build secret whose SHA-256 the build step writes
+	// to /build-secret.sha256 (GET /build-secret answers it).
+	BuildSecret string `json:"build_secret"`
 }
 
 func main() {
 	b := load()
 	if len(os.Args) > 1 && os.Args[1] == "build-step" {
+		if len(os.Args) > 2 {
+			b.BuildSecret = os.Args[2]
+		}
 		buildStep(b)
 		return
 	}
@@ -54,6 +63,18 @@ func load() behaviour {
 func buildStep(b behaviour) {
 	for _, l := range b.BuildPrint {
 		fmt.Println(l)
+	}
+	if b.BuildSecret != "" {
+		secret, err := os.ReadFile("/run/secrets/" + b.BuildSecret)
+		if err != nil {
+			fmt.Println("testapp: no build secret:", err)
+			os.Exit(2)
+		}
+		sum := sha256.Sum256(secret)
+		if err := os.WriteFile("/build-secret.sha256", []byte(hex.EncodeToString(sum[:])), 0o644); err != nil {
+			fmt.Println("testapp:", err)
+			os.Exit(2)
+		}
 	}
 	if d, err := time.ParseDuration(b.BuildSleep); err == nil {
 		time.Sleep(d)
@@ -98,6 +119,34 @@ func serve(b behaviour) {
 	})
 	mux.HandleFunc("GET /env/{name}", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprint(w, os.Getenv(r.PathValue("name")))
+	})
+	mux.HandleFunc("GET /build-secret", func(w http.ResponseWriter, _ *http.Request) {
+		b, err := os.ReadFile("/build-secret.sha256")
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		w.Write(b)
+	})
+	// /dial tries a TCP connection to addr: can this container reach it?
+	mux.HandleFunc("GET /dial", func(w http.ResponseWriter, r *http.Request) {
+		c, err := net.DialTimeout("tcp", r.URL.Query().Get("addr"), 2*time.Second)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		c.Close()
+		fmt.Fprintln(w, "connected")
+	})
+	// /rawsocket tries to open a raw socket, which needs CAP_NET_RAW.
+	mux.HandleFunc("GET /rawsocket", func(w http.ResponseWriter, _ *http.Request) {
+		fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_RAW, syscall.IPPROTO_ICMP)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		}
+		syscall.Close(fd)
+		fmt.Fprintln(w, "opened")
 	})
 	port := os.Getenv("PORT")
 	fmt.Printf("testapp %s listening on :%s\n", strings.TrimSpace(b.Version), port)
