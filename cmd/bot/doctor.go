@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/docker/docker/api/types/build"
+	"github.com/docker/docker/api/types/versions"
 	"github.com/docker/docker/client"
 
 	"github.com/keystone-app/keystone/internal/config"
@@ -86,7 +86,7 @@ type doctorState struct {
 	ping   *buildPing
 }
 
-type buildPing struct{ builder build.BuilderVersion }
+type buildPing struct{ osType, apiVersion string }
 
 func (d *doctorState) close() {
 	if d.st != nil {
@@ -128,21 +128,22 @@ func (d *doctorState) docker(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("docker version: %w", err)
 	}
-	d.ping = &buildPing{builder: p.BuilderVersion}
+	d.ping = &buildPing{osType: p.OSType, apiVersion: p.APIVersion}
 	return fmt.Sprintf("Engine %s (API %s) at %s", v.Version, v.APIVersion, c.DaemonHost()), nil
 }
 
-// buildkit reports the engine's builder. Keystone builds with the classic
-// builder API, which every engine serves, so only an engine that cannot
-// build at all fails here (an unreachable one).
+// buildkit reports whether Keystone's builds get BuildKit, by the rule the
+// deploy engine applies (a Linux engine of API 1.39 or later). Without it
+// builds fall back to the legacy builder, which works but cannot serve
+// build_secrets or RUN --mount, so that is said, not failed.
 func (d *doctorState) buildkit(context.Context) (string, error) {
 	if d.ping == nil {
 		return "", errSkipped
 	}
-	if d.ping.builder == build.BuilderBuildKit {
-		return "BuildKit is the engine's default builder", nil
+	if d.ping.osType != "windows" && versions.GreaterThanOrEqualTo(d.ping.apiVersion, "1.39") {
+		return "the engine serves BuildKit (API " + d.ping.apiVersion + "): builds use it", nil
 	}
-	return "the engine's default builder is the classic one (Keystone builds with it; BuildKit is not required)", nil
+	return "no BuildKit on this engine (" + d.ping.osType + ", API " + d.ping.apiVersion + "): builds fall back to the legacy builder; build_secrets and RUN --mount will fail", nil
 }
 
 // router asks the router's admin API for its health when KEYSTONE_PROXY_ADMIN
