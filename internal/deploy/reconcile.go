@@ -49,7 +49,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	stranded, err := e.store.StrandedDeployments(ctx)
+	stranded, err := e.strandedDeployments(ctx)
 	if err != nil {
 		return err
 	}
