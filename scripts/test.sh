@@ -1,7 +1,11 @@
 #!/bin/sh
 # test.sh: `make test`. go vet, every test with -race, then a short run of each
-# fuzz target. With DATABASE_URL unset it starts a throwaway PostgreSQL and
-# removes it afterwards.
+# fuzz target, all at once. With DATABASE_URL unset it starts a throwaway
+# PostgreSQL and removes it afterwards; every package makes its own databases
+# in it (storetest), so packages run in parallel against the one server.
+#
+# TEST_PARALLEL: how many test packages run at once (default: twice the CPUs,
+# as most tests wait on Docker, git or PostgreSQL rather than compute).
 set -eu
 cd "$(dirname "$0")/.."
 
@@ -13,15 +17,22 @@ if [ -z "${DATABASE_URL:-}" ]; then
 	export DATABASE_URL
 fi
 
-go vet ./...
-go test -race -count=1 -timeout 20m ./...
+cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
+parallel=${TEST_PARALLEL:-$((cpus * 2))}
 
-# Fuzz targets: package and name. Each runs briefly on top of its seed corpus.
+go vet ./...
+go test -race -count=1 -timeout 20m -p "$parallel" ./...
+
+# Fuzz targets: package and name. Each runs briefly on top of its seed corpus,
+# all at the same time (each with its share of the CPUs); any failure fails.
 # The budget is a count of executions, not a duration: Go 1.26's coordinator
 # can report a bare "context deadline exceeded" failure when a duration runs out
 # while a starved worker is mid-call (golang/go#75804, fixed in Go 1.27), which
 # failed CI with no failing input. A count has no deadline to race.
 fuzztime=${FUZZTIME:-20000x}
+fuzzlogs=$(mktemp -d "${TMPDIR:-/tmp}/keystone-fuzz.XXXXXX")
+pids=""
+n=0
 for target in \
 	./internal/webhook:FuzzWebhook \
 	./internal/audit:FuzzCanonicalJSON \
@@ -33,5 +44,20 @@ for target in \
 	; do
 	pkg=${target%%:*}
 	name=${target#*:}
-	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" "$pkg"
+	n=$((n + 1))
+	go test -run '^$' -fuzz "^${name}\$" -fuzztime "$fuzztime" -parallel 1 "$pkg" >"$fuzzlogs/$n.log" 2>&1 &
+	pids="$pids $!:$n:$pkg.$name"
 done
+failed=0
+for p in $pids; do
+	pid=${p%%:*}
+	rest=${p#*:}
+	echo "fuzz ${rest#*:}:"
+	if ! wait "$pid"; then
+		echo "fuzz ${rest#*:} FAILED" >&2
+		failed=1
+	fi
+	cat "$fuzzlogs/${rest%%:*}.log"
+done
+rm -rf "$fuzzlogs"
+[ "$failed" = 0 ]

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/keystone-app/keystone/internal/store/storetest"
+	"github.com/keystone-app/keystone/internal/testwait"
 )
 
 // repoRoot is the module's root directory.
@@ -236,20 +237,14 @@ func containerLogs(id string) string {
 	return string(out)
 }
 
-// waitFor polls cond until it holds or the timeout passes.
+// waitFor polls cond until it holds or the timeout passes (testwait);
+// cond's state is reported when it does not.
 func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testwait.Eventually(t, timeout, "condition", func() (bool, error) {
 		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met in %s; last state: %s", timeout, state)
-		}
-		time.Sleep(200 * time.Millisecond) // polling the awaited condition
-	}
+		return ok, errors.New("state: " + state)
+	})
 }
 
 func freeLoopbackAddr(t *testing.T) string {
@@ -309,6 +304,10 @@ func TestComposeFile(t *testing.T) {
 	args := []string{}
 	if err != nil {
 		if exec.Command("docker", "compose", "version").Run() != nil {
+			// .ci/run installs docker-compose: in CI a missing one is a failure.
+			if os.Getenv("CI") == "true" {
+				t.Fatal("neither docker-compose nor the docker compose plugin is installed (CI=true)")
+			}
 			t.Skip("neither docker-compose nor the docker compose plugin is installed")
 		}
 		compose, args = "docker", []string{"compose"}

@@ -134,6 +134,9 @@ type Deps struct {
 	Switcher   Switcher
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
+	// Jobs lists River's jobs, for reconciliation to find deployments no
+	// job will finish; required to reconcile.
+	Jobs JobLister
 }
 
 // Engine runs deployments (SPEC §5, §6): the push and deploy job workers,
@@ -147,6 +150,7 @@ type Engine struct {
 	notifier Notifier
 	switcher Switcher
 	sources  *Sources
+	jobs     JobLister
 	health   healthChecker
 	logger   *slog.Logger
 	metrics  *metrics
@@ -175,7 +179,7 @@ func New(deps Deps, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: deps.Store, docker: deps.Docker, tokens: deps.Tokens, secrets: deps.Secrets,
-		notifier: deps.Notifier, switcher: deps.Switcher, sources: NewSources(cfg.DataDir),
+		notifier: deps.Notifier, switcher: deps.Switcher, sources: NewSources(cfg.DataDir), jobs: deps.Jobs,
 		health:  healthChecker{docker: deps.Docker, host: cfg.ProbeHost, interval: cfg.HealthInterval, noPath: cfg.NoPathWait},
 		logger:  deps.Logger,
 		metrics: m,

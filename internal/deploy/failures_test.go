@@ -168,7 +168,7 @@ func TestSupersededPushesAreNotRun(t *testing.T) {
 	h := newHarness(t, "busy")
 	deployV1(t, h)
 	app := h.App(t, "web")
-	release, ok, err := h.Store.TryLockApp(context.Background(), app.ID) // a job of the app "runs"
+	_, release, ok, err := h.Store.TryLockApp(context.Background(), app.ID) // a job of the app "runs"
 	if err != nil || !ok {
 		t.Fatalf("lock: %v %v", ok, err)
 	}

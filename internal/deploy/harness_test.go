@@ -90,7 +90,7 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 		engineDocker = c
 	}
 	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
-		Logger: logger}, o.cfg)
+		Logger: logger, Jobs: lateJobList{h}}, o.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -291,4 +291,11 @@ func indent(lines []string) string {
 		s += "    " + l + "\n"
 	}
 	return s
+}
+
+// lateJobList lists through the harness's job client, built after the engine.
+type lateJobList struct{ h *harness }
+
+func (l lateJobList) JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error) {
+	return l.h.jobs.JobList(ctx, params)
 }

@@ -53,12 +53,12 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	stranded, err := e.store.StrandedDeployments(ctx)
+	stranded, err := e.strandedDeployments(ctx)
 	if err != nil {
 		return err
 	}
 	for _, s := range stranded {
-		errs = append(errs, e.withAppLock(ctx, s.AppID, func() error { return e.endStranded(ctx, instance, s) }))
+		errs = append(errs, e.withAppLock(ctx, s.AppID, func(ctx context.Context) error { return e.endStranded(ctx, instance, s) }))
 	}
 	apps, err := e.store.AllApps(ctx)
 	if err != nil {
@@ -106,7 +106,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 		if !needsReconcile(app, ownedOf[app.ID], state, imagesOf[app.Key()]) {
 			continue
 		}
-		errs = append(errs, e.withAppLock(ctx, app.ID, func() error {
+		errs = append(errs, e.withAppLock(ctx, app.ID, func(ctx context.Context) error {
 			app, err := e.store.App(ctx, app.ID) // fresh, under the lock
 			if err != nil {
 				return err
@@ -136,14 +136,14 @@ func needsReconcile(app store.App, owned []store.OwnedContainer, state map[strin
 }
 
 // withAppLock runs fn holding the app's lock; it skips the app when a job
-// of it runs.
-func (e *Engine) withAppLock(ctx context.Context, appID int64, fn func() error) error {
-	release, ok, err := e.store.TryLockApp(ctx, appID)
+// of it runs. fn gets the lock's context, which ends if the lock is lost.
+func (e *Engine) withAppLock(ctx context.Context, appID int64, fn func(ctx context.Context) error) error {
+	held, release, ok, err := e.store.TryLockApp(ctx, appID)
 	if err != nil || !ok {
 		return err
 	}
 	defer release()
-	return fn()
+	return fn(held)
 }
 
 // reconcileApp brings one app's recorded containers in line with the

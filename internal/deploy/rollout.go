@@ -123,7 +123,10 @@ func (e *Engine) cleanup(ctx context.Context, r *run, prev string, hasPrev bool)
 		r.logger.WarnContext(ctx, "prune images", slog.String("error", err.Error()))
 	}
 	if pos > 0 {
-		_ = e.store.FinishStep(ctx, r.d.ID, pos, problem)
+		// Without cancel: a job stopped mid-cleanup must not leave the step open.
+		if err := e.store.FinishStep(context.WithoutCancel(ctx), r.d.ID, pos, problem); err != nil {
+			r.logger.WarnContext(ctx, "record end of cleanup", slog.String("error", err.Error()))
+		}
 	}
 }
 

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
 	"github.com/keystone-app/keystone/internal/gittest"
@@ -124,12 +126,16 @@ func TestTokenNeverLeaks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var l string
-		_ = rows.Scan(&l)
+	lines, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("read the stored logs: %v", err)
+	}
+	if len(lines) == 0 {
+		t.Fatal("no stored log line or description: nothing to search for tokens")
+	}
+	for _, l := range lines {
 		logs.WriteString(l + "\n")
 	}
-	rows.Close()
 	places := map[string]string{
 		"Keystone's log": h.logs.String(), "stored logs and descriptions": logs.String(),
 		"job errors": jobErrors, "the request's error": reqErr.Error(),

@@ -85,7 +85,10 @@ func (s *Sources) Fetch(ctx context.Context, r Repo, token, sha string) (bool, e
 		if err != nil {
 			return fmt.Errorf("fetch %s of %s: %w", shortSHA(sha), r.FullName(), err)
 		}
-		return s.pruneFetchedRefs(ctx, dir)
+		if err := s.pruneFetchedRefs(ctx, dir); err != nil {
+			return fmt.Errorf("fetch %s of %s: %w", shortSHA(sha), r.FullName(), err)
+		}
+		return nil
 	})
 	return err == nil, err
 }
@@ -255,12 +258,14 @@ func removeStaleLocks(dir string) {
 }
 
 // pruneFetchedRefs keeps the newest refs/keystone/fetched/* (they let the
-// next fetch negotiate what the mirror has) and drops the rest.
+// next fetch negotiate what the mirror has) and drops the rest. Its errors
+// are returned: a mirror whose refs cannot be listed or deleted is broken
+// (disk full, corrupt), and would grow without bound if ignored.
 func (s *Sources) pruneFetchedRefs(ctx context.Context, dir string) error {
 	const keep = 100
 	out, err := s.git(ctx, dir, "", nil, "for-each-ref", "--sort=-committerdate", "--format=%(refname)", "refs/keystone/fetched/")
 	if err != nil {
-		return nil // only housekeeping
+		return fmt.Errorf("list fetched refs: %w", err)
 	}
 	refs := strings.Fields(string(out))
 	if len(refs) <= keep {
@@ -270,7 +275,9 @@ func (s *Sources) pruneFetchedRefs(ctx context.Context, dir string) error {
 	for _, ref := range refs[keep:] {
 		fmt.Fprintf(&stdin, "delete %s\n", ref)
 	}
-	_, _ = s.git(ctx, dir, "", &stdin, "update-ref", "--stdin")
+	if _, err := s.git(ctx, dir, "", &stdin, "update-ref", "--stdin"); err != nil {
+		return fmt.Errorf("prune %d old fetched refs: %w", len(refs)-keep, err)
+	}
 	return nil
 }
 

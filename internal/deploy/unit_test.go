@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -180,5 +183,59 @@ func TestMirrorsOfLookalikeRepositoriesAreApart(t *testing.T) {
 	c := s.mirror(Repo{Owner: "Octo", Name: "A.B"})
 	if a == b || a != c {
 		t.Fatalf("mirrors %s, %s, %s: lookalikes must differ, case must not", a, b, c)
+	}
+}
+
+// A mirror whose old fetched refs cannot be deleted is reported, not
+// silently left to grow: here leftover lock files block update-ref.
+func TestPruneFetchedRefsReportsFailure(t *testing.T) {
+	ctx := t.Context()
+	s := NewSources(t.TempDir())
+	dir := filepath.Join(t.TempDir(), "m.git")
+	git := func(stdin string, args ...string) string {
+		t.Helper()
+		var in io.Reader
+		if stdin != "" {
+			in = strings.NewReader(stdin)
+		}
+		out, err := s.git(ctx, dir, "", in, args...)
+		if err != nil {
+			t.Fatalf("git %v: %v", args, err)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	if _, err := s.git(ctx, "", "", nil, "init", "--quiet", "--bare", dir); err != nil {
+		t.Fatal(err)
+	}
+	tree := git("", "mktree")
+	commit := git("", "-c", "user.name=t", "-c", "user.email=t@t", "commit-tree", tree, "-m", "c")
+	createRefs := func(prefix string, n int) {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "create refs/keystone/fetched/%s%03d %s\n", prefix, i, commit)
+		}
+		git(b.String(), "update-ref", "--stdin")
+	}
+	countRefs := func() int {
+		return len(strings.Fields(git("", "for-each-ref", "--format=%(refname)", "refs/keystone/fetched/")))
+	}
+
+	createRefs("a", 103)
+	if err := s.pruneFetchedRefs(ctx, dir); err != nil {
+		t.Fatalf("prune of a sound mirror: %v", err)
+	}
+	if n := countRefs(); n != 100 {
+		t.Fatalf("%d fetched refs after a prune, want 100", n)
+	}
+
+	createRefs("b", 3)
+	for _, ref := range strings.Fields(git("", "for-each-ref", "--format=%(refname)", "refs/keystone/fetched/")) {
+		if err := os.WriteFile(filepath.Join(dir, ref+".lock"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := s.pruneFetchedRefs(ctx, dir)
+	if err == nil || !strings.Contains(err.Error(), "prune 3 old fetched refs") {
+		t.Fatalf("prune with every ref locked = %v, want an error naming the prune", err)
 	}
 }

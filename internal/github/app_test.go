@@ -183,13 +183,20 @@ func TestInstallationTokenRenewedBeforeExpiry(t *testing.T) {
 	if again, _ := app.InstallationToken(ctx, inst); again != first {
 		t.Fatalf("token changed at once")
 	}
-	time.Sleep(2100 * time.Millisecond)
-	if _, err := app.CollaboratorPermission(ctx, inst, owner, repoName, "alice"); err != nil {
-		t.Fatalf("CollaboratorPermission: %v", err)
-	}
-	second, err := app.InstallationToken(ctx, inst)
-	if err != nil {
-		t.Fatalf("InstallationToken: %v", err)
+	// ghinstallation reads the wall clock itself: await the renewal (a
+	// condition, about two seconds away) rather than sleep a fixed time.
+	var second string
+	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if _, err := app.CollaboratorPermission(ctx, inst, owner, repoName, "alice"); err != nil {
+			t.Fatalf("CollaboratorPermission: %v", err)
+		}
+		var err error
+		if second, err = app.InstallationToken(ctx, inst); err != nil {
+			t.Fatalf("InstallationToken: %v", err)
+		}
+		if second != first || time.Now().After(deadline) {
+			break
+		}
 	}
 	if second == first || srv.TokensIssued(inst) != 2 {
 		t.Fatalf("after the refresh time: same token %v, tokens issued %d; want a second token", second == first, srv.TokensIssued(inst))

@@ -16,20 +16,18 @@ import (
 )
 
 // TestOutageThenRateLimitsLoseNothing: GitHub answers 500 to everything for
-// a real 30 s while two deployments move along, then rate-limits (429 with
+// 8 s (twice MaxBackoff, so backoff reaches its cap) while two deployments
+// move along, then rate-limits (429 with
 // Retry-After, a secondary 403 without a wait, a primary 403 until a reset).
 // Every status arrives exactly once and in order, the reply comment is
 // posted once and ends with the last body, no request goes out while GitHub
 // asked to wait, and failed statuses are retried no faster than the backoff.
 func TestOutageThenRateLimitsLoseNothing(t *testing.T) {
-	if testing.Short() {
-		t.Skip("a 30 s outage")
-	}
 	e := newEnv(t)
-	const outage = 30 * time.Second
+	outage := 2 * outboxtest.Config().MaxBackoff
 	start := time.Now()
 	outageEnd := start.Add(outage)
-	reset := outageEnd.Add(8 * time.Second)
+	reset := outageEnd.Add(5 * time.Second) // x-ratelimit-reset counts whole seconds
 	e.gh.Inject(githubtest.Fault{PathPrefix: "/repos/", Status: 500, Until: outageEnd})
 	e.gh.Inject(githubtest.Fault{PathPrefix: "/repos/", Status: 429, RetryAfter: 3 * time.Second, Times: 1})
 	e.gh.Inject(githubtest.Fault{PathPrefix: "/repos/", Status: 403, Times: 1})
@@ -49,7 +47,9 @@ func TestOutageThenRateLimitsLoseNothing(t *testing.T) {
 			_, err := outbox.EnqueueComment(t.Context(), q, target, th, lastBody)
 			return err
 		})
-		time.Sleep(2 * time.Second) // the pace of a deployment, not a wait for a condition
+		// The pace of a deployment, not a wait for a condition: the steps
+		// spread over the outage.
+		time.Sleep(outage / time.Duration(len(deploySteps)+1))
 	}
 	outboxtest.WaitIdle(t, e.st, outage+60*time.Second)
 

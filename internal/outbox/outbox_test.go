@@ -15,6 +15,7 @@ import (
 	"github.com/keystone-app/keystone/internal/outbox/outboxtest"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
+	"github.com/keystone-app/keystone/internal/testwait"
 )
 
 func TestMain(m *testing.M) { storetest.Main(m) }
@@ -104,16 +105,10 @@ func wantDescriptions() []string {
 	return out
 }
 
-// waitFor polls cond until it holds or timeout passes.
+// waitFor polls cond until it holds or timeout passes (testwait).
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond) // polling the awaited condition
-	}
+	testwait.Eventually(t, timeout, what, func() (bool, error) { return cond(), nil })
 }
 
 func TestDeliversStatusesCommentsAndReactionsInOrder(t *testing.T) {

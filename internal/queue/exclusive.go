@@ -2,18 +2,22 @@ package queue
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
+
+	"github.com/keystone-app/keystone/internal/store"
 )
 
 // AppLocker takes an app's lock for the length of a job. It must hold across
-// processes sharing the database and be released if the holder dies.
+// processes sharing the database and be released if the holder dies. held
+// ends when the lock is lost: the job must stop.
 type AppLocker interface {
-	TryLockApp(ctx context.Context, appID int64) (release func(), ok bool, err error)
+	TryLockApp(ctx context.Context, appID int64) (held context.Context, release func(), ok bool, err error)
 }
 
 // SnoozeWhenLocked is how long a job waits before trying again when another
@@ -47,7 +51,7 @@ func (e *exclusive[T]) Timeout(job *river.Job[T]) time.Duration { return e.inner
 
 func (e *exclusive[T]) Work(ctx context.Context, job *river.Job[T]) error {
 	appID := job.Args.LockAppID()
-	release, ok, err := e.locker.TryLockApp(ctx, appID)
+	held, release, ok, err := e.locker.TryLockApp(ctx, appID)
 	if err != nil {
 		return fmt.Errorf("%s job %d: %w", job.Kind, job.ID, err)
 	}
@@ -56,5 +60,12 @@ func (e *exclusive[T]) Work(ctx context.Context, job *river.Job[T]) error {
 		return river.JobSnooze(e.snooze + rand.N(e.snooze/2+1))
 	}
 	defer release()
-	return e.inner.Work(ctx, job)
+	// The job runs under the lock's context: if the lock's connection is
+	// lost, another job of the app may start, so this one is stopped and
+	// fails with the cause (River retries it once the lock is free).
+	err = e.inner.Work(held, job)
+	if cause := context.Cause(held); errors.Is(cause, store.ErrLockLost) {
+		return fmt.Errorf("%s job %d stopped: %w", job.Kind, job.ID, cause)
+	}
+	return err
 }

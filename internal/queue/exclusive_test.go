@@ -2,6 +2,7 @@ package queue_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"testing"
@@ -135,23 +136,69 @@ func TestWithoutExclusiveJobsOfOneAppOverlap(t *testing.T) {
 func TestTryLockAppReleases(t *testing.T) {
 	st := storetest.New(t)
 	ctx := t.Context()
-	release, ok, err := st.TryLockApp(ctx, 77)
+	_, release, ok, err := st.TryLockApp(ctx, 77)
 	if err != nil || !ok {
 		t.Fatalf("first lock: ok=%v err=%v", ok, err)
 	}
 	if held, err := st.AppLocked(ctx, 77); err != nil || !held {
 		t.Fatalf("AppLocked while held = %v, %v", held, err)
 	}
-	if _, ok, err := st.TryLockApp(ctx, 77); err != nil || ok {
+	if _, _, ok, err := st.TryLockApp(ctx, 77); err != nil || ok {
 		t.Fatalf("second lock while held: ok=%v err=%v", ok, err)
 	}
 	release()
 	if held, err := st.AppLocked(ctx, 77); err != nil || held {
 		t.Fatalf("AppLocked after release = %v, %v", held, err)
 	}
-	release2, ok, err := st.TryLockApp(ctx, 77)
+	_, release2, ok, err := st.TryLockApp(ctx, 77)
 	if err != nil || !ok {
 		t.Fatalf("lock after release: ok=%v err=%v", ok, err)
+	}
+	release2()
+}
+
+// terminateHolder kills the database session holding the advisory lock
+// (class, key), as an operator's pg_terminate_backend or a dropped network
+// connection would, and returns its pid.
+func terminateHolder(t *testing.T, st *store.Store, class, key int64) int {
+	t.Helper()
+	var pid int
+	err := st.Pool().QueryRow(t.Context(), `
+		SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND classid::bigint = $1
+		  AND objid::bigint = ($2::bigint & 4294967295) AND objsubid = 2 AND granted`, class, key).Scan(&pid)
+	if err != nil {
+		t.Fatalf("find the lock's session: %v", err)
+	}
+	var ok bool
+	if err := st.Pool().QueryRow(t.Context(), `SELECT pg_terminate_backend($1)`, pid).Scan(&ok); err != nil || !ok {
+		t.Fatalf("pg_terminate_backend(%d) = %v, %v", pid, ok, err)
+	}
+	return pid
+}
+
+// A job whose app lock's connection is killed mid-job is stopped (its
+// context ends with ErrLockLost) instead of running on unguarded while
+// another job of the app may start.
+func TestAppLockLostStopsTheJob(t *testing.T) {
+	st := storetest.New(t)
+	held, release, ok, err := st.TryLockApp(t.Context(), 78)
+	if err != nil || !ok {
+		t.Fatalf("lock: ok=%v err=%v", ok, err)
+	}
+	defer release()
+	terminateHolder(t, st, 0x4b53, 78)
+	select {
+	case <-held.Done():
+	case <-time.After(10 * store.LockCheckInterval):
+		t.Fatal("the lock's context did not end after its connection was killed")
+	}
+	if cause := context.Cause(held); !errors.Is(cause, store.ErrLockLost) {
+		t.Fatalf("cause %v, want ErrLockLost", cause)
+	}
+	// The lock is free for the next job.
+	_, release2, ok, err := st.TryLockApp(t.Context(), 78)
+	if err != nil || !ok {
+		t.Fatalf("lock after the loss: ok=%v err=%v", ok, err)
 	}
 	release2()
 }

@@ -14,8 +14,8 @@ import (
 
 // OrphanStore is what the orphan rescuer needs from the store.
 type OrphanStore interface {
-	HoldProcessLock(ctx context.Context, id string) (release func(), err error)
-	RescueOrphanedJobs(ctx context.Context, grace time.Duration) ([]store.RescuedJob, error)
+	HoldProcessLock(ctx context.Context, id string, report func(regained bool, err error)) (release func(), err error)
+	RescueOrphanedJobs(ctx context.Context, grace time.Duration, self string) ([]store.RescuedJob, error)
 }
 
 // Orphan rescue timing. River's own rescuer waits RescueStuckJobsAfter (over
@@ -49,9 +49,17 @@ type OrphanRescuer struct {
 }
 
 // HoldLiveness takes this process's lock; call it before the job client starts
-// and release when it has stopped.
+// and release when it has stopped. A lock lost with its connection is taken
+// again at once (logged): until then other processes may rescue this one's
+// running jobs, so the loss is a warning.
 func (r *OrphanRescuer) HoldLiveness(ctx context.Context) (release func(), err error) {
-	return r.Store.HoldProcessLock(ctx, r.ProcessID)
+	return r.Store.HoldProcessLock(ctx, r.ProcessID, func(regained bool, err error) {
+		if regained {
+			r.Logger.Info("process liveness lock taken again", slog.String("process_id", r.ProcessID))
+			return
+		}
+		r.Logger.Warn("process liveness lock lost", slog.String("process_id", r.ProcessID), slog.String("error", err.Error()))
+	})
 }
 
 // Run rescues orphans now and then every Interval until ctx ends.
@@ -74,7 +82,7 @@ func (r *OrphanRescuer) Run(ctx context.Context) error {
 
 // RescueOnce runs one pass and logs what it rescued.
 func (r *OrphanRescuer) RescueOnce(ctx context.Context) {
-	jobs, err := r.Store.RescueOrphanedJobs(ctx, orphanGrace)
+	jobs, err := r.Store.RescueOrphanedJobs(ctx, orphanGrace, r.ProcessID)
 	if err != nil && ctx.Err() == nil {
 		r.Logger.Warn("rescue orphaned jobs", slog.String("error", err.Error()))
 	}

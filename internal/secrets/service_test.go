@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/keystone-app/keystone/internal/config"
 	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/store"
@@ -114,15 +116,13 @@ func TestSetListUnsetAndDecrypt(t *testing.T) {
 		t.Fatalf("secrets of a missing app: %v", err)
 	}
 
-	var events []string
 	rows, err := st.Pool().Query(ctx, `SELECT actor || ' ' || action || ' ' || target || ' ' || details::text FROM audit_events ORDER BY id`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for rows.Next() {
-		var e string
-		_ = rows.Scan(&e)
-		events = append(events, e)
+	events, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("read the audit events: %v", err)
 	}
 	want := []string{
 		`cli:alice secret.set acme/web/api {"name": "DATABASE_URL", "key_id": "k1", "created": true}`,

@@ -23,7 +23,7 @@ func (p *parts) addDeploy() error {
 		return err
 	}
 	// p.github says when it has no App yet (deploy asks Configured).
-	deps := deploy.Deps{Store: p.store, Docker: docker, Logger: p.logger, Registerer: p.registry, Tokens: p.github}
+	deps := deploy.Deps{Store: p.store, Docker: docker, Logger: p.logger, Registerer: p.registry, Tokens: p.github, Jobs: lateJobs{p}}
 	if p.secrets != nil {
 		deps.Secrets = p.secrets
 	}
@@ -44,12 +44,16 @@ func (p *parts) addDeploy() error {
 	return nil
 }
 
-// lateJobs enqueues through the job client, which is built after the
-// capabilities that enqueue.
+// lateJobs enqueues and lists through the job client, which is built after
+// the capabilities that use it.
 type lateJobs struct{ p *parts }
 
 func (l lateJobs) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, opts *river.InsertOpts) (*rivertype.JobInsertResult, error) {
 	return l.p.jobsClient().InsertTx(ctx, tx, args, opts)
+}
+
+func (l lateJobs) JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error) {
+	return l.p.jobsClient().JobList(ctx, params)
 }
 
 // containers is the status page's view of apps' containers.

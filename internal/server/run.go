@@ -215,13 +215,27 @@ func (p *parts) serve(ctx context.Context) error {
 	p.logger.Info("keystone stopping")
 	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), ShutdownTimeout)
 	defer cancel()
-	_ = srv.Shutdown(stopCtx)
+	stopHTTP(stopCtx, srv, p.logger)
 	stopLoops()
 	loops.Wait()
 	if stopErr := p.jobs.Stop(stopCtx); stopErr != nil {
 		p.logger.Warn("job workers did not stop cleanly", slog.String("error", stopErr.Error()))
 	}
 	return err
+}
+
+// stopHTTP lets requests in flight finish until ctx ends, then cuts the
+// connections still open (a live-log stream, a stalled client) and says so:
+// a stop that did not drain is worth knowing about.
+func stopHTTP(ctx context.Context, srv *http.Server, logger *slog.Logger) {
+	err := srv.Shutdown(ctx)
+	if err == nil {
+		return
+	}
+	logger.Warn("HTTP requests still running at shutdown; closing their connections", slog.String("error", err.Error()))
+	if err := srv.Close(); err != nil {
+		logger.Warn("close HTTP connections", slog.String("error", err.Error()))
+	}
 }
 
 // minLevel quiets a chatty library's logs below min.

@@ -208,38 +208,16 @@ type StrandedDeployment struct {
 	LastError string // the job's last recorded error
 }
 
-// StrandedDeployments returns unfinished deployments with no live job.
-func (q *Queries) StrandedDeployments(ctx context.Context) ([]StrandedDeployment, error) {
-	rows, err := q.db.Query(ctx, `
-		SELECT `+deploymentColumns+`, job_attempt, job_error FROM (
-			SELECT d.*, COALESCE(j.attempt, 0) AS job_attempt,
-				COALESCE(j.errors[array_upper(j.errors, 1)]->>'error', '') AS job_error, j.state AS job_state
-			FROM deployments d
-			LEFT JOIN LATERAL (
-				SELECT attempt, errors, state FROM river_job
-				WHERE kind = 'deploy' AND (args->>'deployment_id')::bigint = d.id
-				ORDER BY id DESC LIMIT 1) j ON true
-			WHERE d.finished_at IS NULL) x
-		WHERE job_state IS NULL OR job_state IN ('completed', 'cancelled', 'discarded')
-		ORDER BY id`)
+// AllUnfinishedDeployments returns every deployment not yet finished, of
+// every app, oldest first. Which of them still have a job is River's to say
+// (through its API), not this package's.
+func (q *Queries) AllUnfinishedDeployments(ctx context.Context) ([]Deployment, error) {
+	rows, err := q.db.Query(ctx, `SELECT `+deploymentColumns+` FROM deployments
+		WHERE finished_at IS NULL ORDER BY id`)
 	if err != nil {
-		return nil, fmt.Errorf("find stranded deployments: %w", err)
+		return nil, fmt.Errorf("list unfinished deployments: %w", err)
 	}
-	defer rows.Close()
-	var out []StrandedDeployment
-	for rows.Next() {
-		var s StrandedDeployment
-		d := &s.Deployment
-		if err := rows.Scan(&d.ID, &d.AppID, &d.Kind, &d.SHA, &d.Ref, &d.Actor, &d.Trigger, &d.State, &d.Step,
-			&d.Description, &d.TargetDeploymentID, &d.DeliveryID, &d.ImageID, &d.ContainerID,
-			&d.HealthStatus, &d.HealthMS, &d.HealthError, &d.DowntimeMS,
-			&d.LogLines, &d.LogTruncated, &d.QueuedAt, &d.StartedAt, &d.FinishedAt,
-			&s.Attempts, &s.LastError); err != nil {
-			return nil, fmt.Errorf("find stranded deployments: %w", err)
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return collectDeployments(rows)
 }
 
 func collectDeployments(rows interface {

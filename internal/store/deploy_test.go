@@ -1,7 +1,6 @@
 package store_test
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,8 +9,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
@@ -186,54 +183,5 @@ func TestNewerPushOrdersByPushTime(t *testing.T) {
 	before, err := q.QueuedPushesBefore(t.Context(), newer)
 	if err != nil || len(before) != 1 || before[0].ID != older.ID {
 		t.Fatalf("QueuedPushesBefore(newer) = %v, %v", before, err)
-	}
-}
-
-func TestStrandedDeploymentsHaveNoLiveJob(t *testing.T) {
-	q, tx := storetest.Tx(t)
-	a := createApp(t, q, "octo", "stranded", "web")
-	mk := func() store.Deployment {
-		d, err := q.CreateDeployment(t.Context(), store.NewDeployment{AppID: a.ID, Kind: store.KindDeploy, SHA: testSHA,
-			Actor: "a", Trigger: store.TriggerPush})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	job := func(d store.Deployment, state string) {
-		insertJob(t, tx, d.ID, state)
-	}
-	live, discarded, none := mk(), mk(), mk()
-	job(live, "running")
-	job(discarded, "discarded")
-	stranded, err := q.StrandedDeployments(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	got := map[int64]store.StrandedDeployment{}
-	for _, s := range stranded {
-		got[s.ID] = s
-	}
-	if _, ok := got[live.ID]; ok {
-		t.Error("a deployment whose job runs is reported stranded")
-	}
-	if s, ok := got[discarded.ID]; !ok || s.Attempts != 3 || s.LastError != "boom" {
-		t.Errorf("discarded job's deployment: %+v, %v", s, ok)
-	}
-	if _, ok := got[none.ID]; !ok {
-		t.Error("a deployment without a job is not reported stranded")
-	}
-}
-
-func insertJob(t *testing.T, tx pgx.Tx, deploymentID int64, state string) {
-	t.Helper()
-	_, err := tx.Exec(context.Background(), `
-		INSERT INTO river_job (kind, args, state, attempt, max_attempts, queue, priority, errors,
-			attempted_at, finalized_at)
-		VALUES ('deploy', jsonb_build_object('deployment_id', $1::bigint, 'app_id', 1), $2::river_job_state, 3, 3,
-			'deploy', 1, ARRAY[jsonb_build_object('error', 'boom')],
-			now(), CASE WHEN $2 IN ('completed', 'cancelled', 'discarded') THEN now() END)`, deploymentID, state)
-	if err != nil {
-		t.Fatal(err)
 	}
 }

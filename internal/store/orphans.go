@@ -2,9 +2,12 @@ package store
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // processLockClass is the first key of the advisory lock a Keystone process
@@ -13,35 +16,95 @@ const processLockClass = 0x4b50 // "KP"
 
 // HoldProcessLock takes, on a connection of its own, the lock that says
 // "process id is alive", and holds it until release is called (once or more)
-// or the connection dies with the process. Other processes' rescuers use it to
-// tell a job that is slow from one whose process is gone.
-func (s *Store) HoldProcessLock(ctx context.Context, id string) (release func(), err error) {
-	conn, err := s.pool.Acquire(ctx)
+// or the process dies. Other processes' rescuers use it to tell a job that is
+// slow from one whose process is gone.
+//
+// The lock is checked every LockCheckInterval: when its connection is lost
+// (killed, PostgreSQL restarted) the process is still alive, so the lock is
+// taken again on a new connection, retrying until it is or release is
+// called. report (may be nil) hears of each loss (regained false, with the
+// cause) and each recovery (regained true).
+func (s *Store) HoldProcessLock(ctx context.Context, id string, report func(regained bool, err error)) (release func(), err error) {
+	if report == nil {
+		report = func(bool, error) {}
+	}
+	var key int32
+	if err := s.pool.QueryRow(ctx, `SELECT hashtext($1)`, id).Scan(&key); err != nil {
+		return nil, fmt.Errorf("hold process lock %s: %w", id, err)
+	}
+	conn, ok, err := s.trySessionLock(ctx, processLockClass, key)
 	if err != nil {
 		return nil, fmt.Errorf("hold process lock %s: %w", id, err)
 	}
-	var ok bool
-	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1, hashtext($2))`, processLockClass, id).Scan(&ok); err != nil {
-		conn.Release()
-		return nil, fmt.Errorf("hold process lock %s: %w", id, err)
-	}
 	if !ok {
-		conn.Release()
 		return nil, fmt.Errorf("hold process lock %s: another process holds it", id)
 	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	var mu sync.Mutex // guards conn
+	go func() {
+		defer close(done)
+		bg := context.WithoutCancel(ctx)
+		for {
+			mu.Lock()
+			c := conn
+			mu.Unlock()
+			lost := false
+			watchLock(bg, c, processLockClass, key, stop, func() { lost = true })
+			if !lost {
+				return // released
+			}
+			report(false, fmt.Errorf("process lock %s: %w", id, ErrLockLost))
+			unlockSession(bg, c, processLockClass, key) // closes the dead connection
+			mu.Lock()
+			conn = nil
+			mu.Unlock()
+			c = s.retakeProcessLock(bg, id, key, stop, report)
+			if c == nil {
+				return // released while retrying
+			}
+			mu.Lock()
+			conn = c
+			mu.Unlock()
+			report(true, nil)
+		}
+	}()
 	var once sync.Once
 	return func() {
 		once.Do(func() {
-			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1, hashtext($2))`, processLockClass, id)
-			if err != nil {
-				// Closing the session drops the lock too; the pool replaces it.
-				_ = conn.Conn().Close(ctx)
+			close(stop)
+			<-done
+			mu.Lock()
+			defer mu.Unlock()
+			if conn != nil {
+				unlockSession(ctx, conn, processLockClass, key)
 			}
-			conn.Release()
 		})
 	}, nil
+}
+
+// retakeProcessLock takes the process lock again every LockCheckInterval
+// until it has it (its connection) or stop closes (nil).
+func (s *Store) retakeProcessLock(ctx context.Context, id string, key int32, stop <-chan struct{}, report func(bool, error)) *pgxpool.Conn {
+	t := time.NewTicker(LockCheckInterval)
+	defer t.Stop()
+	for {
+		tryCtx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		conn, ok, err := s.trySessionLock(tryCtx, processLockClass, key)
+		cancel()
+		if err == nil && ok {
+			return conn
+		}
+		if err == nil {
+			err = errors.New("another session holds it")
+		}
+		report(false, fmt.Errorf("take process lock %s again: %w", id, err))
+		select {
+		case <-stop:
+			return nil
+		case <-t.C:
+		}
+	}
 }
 
 // RescuedJob is a job moved out of running because its process died.
@@ -54,8 +117,10 @@ type RescuedJob struct {
 // RescueOrphanedJobs finds jobs marked running for longer than grace whose
 // process no longer holds its process lock, and makes them available again
 // at once (or discards them when their attempts are used up), as River's own
-// rescuer would after RescueStuckJobsAfter.
-func (s *Store) RescueOrphanedJobs(ctx context.Context, grace time.Duration) ([]RescuedJob, error) {
+// rescuer would after RescueStuckJobsAfter. The jobs of process self are
+// never touched: the caller is alive, whatever its lock says (a lock lost
+// with its connection is being taken again).
+func (s *Store) RescueOrphanedJobs(ctx context.Context, grace time.Duration, self string) ([]RescuedJob, error) {
 	rows, err := s.pool.Query(ctx, `
 		SELECT DISTINCT attempted_by[array_upper(attempted_by, 1)]
 		FROM river_job
@@ -80,6 +145,9 @@ func (s *Store) RescueOrphanedJobs(ctx context.Context, grace time.Duration) ([]
 
 	var rescued []RescuedJob
 	for _, owner := range owners {
+		if owner == self {
+			continue
+		}
 		alive, err := s.processAlive(ctx, owner)
 		if err != nil {
 			return rescued, err

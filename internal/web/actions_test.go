@@ -1,9 +1,11 @@
 package web_test
 
 import (
+	"cmp"
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,19 +181,20 @@ func TestCSRFIsCheckedOnEveryAction(t *testing.T) {
 		{"another session's token", url.Values{"csrf_token": {adaToken}}, "", http.StatusForbidden},
 		{"token in the header", url.Values{}, "own", http.StatusSeeOther},
 	}
+	paths := signedInActions(t, s)
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			for _, path := range []string{"/redeploy", "/rollback", "/secrets", "/secrets/unset"} {
+			for _, path := range paths {
 				s.settle()
 				before := len(s.requester.Requests())
-				req, _ := http.NewRequest(http.MethodPost, s.srv.URL+s.appPath()+path, strings.NewReader(tc.form.Encode()))
+				req, _ := http.NewRequest(http.MethodPost, s.srv.URL+path, strings.NewReader(tc.form.Encode()))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 				if tc.header != "" {
 					req.Header.Set("X-CSRF-Token", dee.csrf("/"))
 				}
 				r := dee.do(req)
 				want := tc.status
-				if strings.HasPrefix(path, "/secrets") && want == http.StatusSeeOther {
+				if strings.Contains(path, "/secrets") && want == http.StatusSeeOther {
 					want = http.StatusForbidden // past CSRF, a deployer meets the role check
 				}
 				if r.status != want {
@@ -203,6 +206,35 @@ func TestCSRFIsCheckedOnEveryAction(t *testing.T) {
 			}
 		})
 	}
+}
+
+// signedInActions is the path of every POST route of a signed-in visitor, as
+// Mount registers them, with the site's app filled in; signing out comes
+// last, as it ends the session.
+func signedInActions(t *testing.T, s *site) []string {
+	t.Helper()
+	var paths []string
+	for _, r := range s.routes {
+		if r.Method != http.MethodPost || r.Path == "/login" { // the sign-in form has its own token
+			continue
+		}
+		path := strings.NewReplacer(":owner", s.app.Owner, ":repo", s.app.Repo, ":app", s.app.Name).Replace(r.Path)
+		if strings.Contains(path, ":") || strings.Contains(path, "*") {
+			t.Fatalf("POST route %s has a parameter this test cannot fill", r.Path)
+		}
+		paths = append(paths, path)
+	}
+	last := func(p string) int {
+		if p == "/logout" {
+			return 1
+		}
+		return 0
+	}
+	slices.SortStableFunc(paths, func(a, b string) int { return cmp.Compare(last(a), last(b)) })
+	if len(paths) < 5 {
+		t.Fatalf("POST routes %v: fewer than the five known", paths)
+	}
+	return paths
 }
 
 func TestAdminManagesSecretsWithoutSeeingValues(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/keystone-app/keystone/internal/config"
@@ -37,8 +38,9 @@ type site struct {
 	dir       *users.Directory
 	logs      syncBuffer // everything the status page logged
 	srv       *httptest.Server
-	handler   http.Handler // the router, for requests from chosen addresses
-	stopRun   func()       // ends the handler's Run, as SIGTERM does
+	handler   http.Handler   // the router, for requests from chosen addresses
+	routes    gin.RoutesInfo // the status page's own routes, as Mount registers them
+	stopRun   func()         // ends the handler's Run, as SIGTERM does
 	requester *webtest.Requester
 	secrets   *secrets.Service
 	// seeded rows
@@ -124,6 +126,9 @@ func startSite(t *testing.T, seed bool, opts ...func(*web.Options)) *site {
 	}
 	router := server.NewRouter(server.RouterConfig{Logger: logger, Gatherer: prometheus.NewRegistry()})
 	h.Mount(router)
+	own := gin.New()
+	h.Mount(own)
+	s.routes = own.Routes()
 	runCtx, stop := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = h.Run(runCtx); close(done) }()

@@ -6,6 +6,8 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
+	"github.com/gin-gonic/gin"
 )
 
 // TestEveryRouteByRole asks every route as each kind of visitor and checks
@@ -23,7 +25,9 @@ func TestEveryRouteByRole(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.settle() // the seed's running deployment would refuse every redeploy
-	for _, c := range routeCases(s) {
+	cases := routeCases(s)
+	checkEveryRouteCovered(t, s.routes, cases)
+	for _, c := range cases {
 		t.Run(c.method+" "+c.path+" as "+whoName(c.who), func(t *testing.T) {
 			cl := clients[c.who]
 			cl.t = t
@@ -94,8 +98,14 @@ func routeCases(s *site) []routeCase {
 		tc{method: "GET", path: "/deployments/999999", who: "vic", status: 404},
 		tc{method: "GET", path: "/deployments/abc", who: "vic", status: 404},
 		tc{method: "GET", path: "/deployments/999999/log", who: "vic", status: 404},
-		tc{method: "GET", path: serving + "/events", who: "vic", status: 200},
+		// Without the sign-in form's own token a sign-in is refused.
+		tc{method: "POST", path: "/login", who: "", form: url.Values{"username": {"vic"}, "password": {"vic-password-1"}}, status: 403},
 	)
+	// The live log: anonymous EventSources are told to sign in.
+	cases = append(cases, tc{method: "GET", path: serving + "/events", who: "", status: 303, location: "/login"})
+	for _, u := range siteUsers {
+		cases = append(cases, tc{method: "GET", path: serving + "/events", who: u.name, status: 200})
+	}
 	// Actions: viewers are refused, deployers may redeploy and roll back,
 	// only admins touch secrets; anonymous posts are 401.
 	actions := []struct {
@@ -123,7 +133,88 @@ func routeCases(s *site) []routeCase {
 			cases = append(cases, want)
 		}
 	}
-	return append(cases, tc{method: "POST", path: "/logout", who: "vic", form: url.Values{}, status: 303, location: "/login?signed_out=1"})
+	// Signing out last: it ends each session.
+	cases = append(cases, tc{method: "POST", path: "/logout", who: "", form: url.Values{}, status: 401})
+	for _, u := range siteUsers {
+		cases = append(cases, tc{method: "POST", path: "/logout", who: u.name, form: url.Values{}, status: 303, location: "/login?signed_out=1"})
+	}
+	return cases
+}
+
+// checkEveryRouteCovered fails the test unless every route the status page
+// registers is asked by some case as an anonymous visitor and, when it needs a
+// session (anonymous visitors are refused), as every role: a route added to
+// Mount without cases here fails.
+func checkEveryRouteCovered(t *testing.T, routes gin.RoutesInfo, cases []routeCase) {
+	t.Helper()
+	if len(routes) == 0 {
+		t.Fatal("the status page registers no route")
+	}
+	asked := map[string]map[string]bool{} // route → visitors
+	needsSession := map[string]bool{}
+	for _, c := range cases {
+		r, ok := matchRoute(routes, c.method, c.path)
+		if !ok {
+			continue // a path no route serves (a 404 case)
+		}
+		key := r.Method + " " + r.Path
+		if asked[key] == nil {
+			asked[key] = map[string]bool{}
+		}
+		asked[key][c.who] = true
+		if c.who == "" && (c.status == http.StatusUnauthorized && c.method == "POST" && c.path != "/login" ||
+			strings.HasPrefix(c.location, "/login?next=") || (c.location == "/login" && c.status == http.StatusSeeOther)) {
+			needsSession[key] = true
+		}
+	}
+	for _, r := range routes {
+		key := r.Method + " " + r.Path
+		if !asked[key][""] {
+			t.Errorf("route %s is never asked by an anonymous visitor", key)
+		}
+		if !needsSession[key] {
+			continue
+		}
+		for _, u := range siteUsers {
+			if !asked[key][u.name] {
+				t.Errorf("route %s (needs a session) is never asked as %s (%s)", key, u.name, u.role)
+			}
+		}
+	}
+}
+
+// matchRoute finds the route that serves method and path (its query
+// ignored): ":param" matches one segment, "*param" the rest.
+func matchRoute(routes gin.RoutesInfo, method, path string) (gin.RouteInfo, bool) {
+	path, _, _ = strings.Cut(path, "?")
+	for _, r := range routes {
+		if r.Method == method && patternMatches(r.Path, path) {
+			return r, true
+		}
+	}
+	return gin.RouteInfo{}, false
+}
+
+func patternMatches(pattern, path string) bool {
+	ps, xs := strings.Split(pattern, "/"), strings.Split(path, "/")
+	for i, p := range ps {
+		if strings.HasPrefix(p, "*") {
+			return i <= len(xs)
+		}
+		if i >= len(xs) {
+			return false
+		}
+		if strings.HasPrefix(p, ":") {
+			if xs[i] == "" {
+				return false
+			}
+			continue
+		}
+		if p != xs[i] {
+			return false
+		}
+	}
+	return len(ps) == len(xs)
 }
 
 func whoName(who string) string {

@@ -30,6 +30,7 @@ import (
 	"github.com/keystone-app/keystone/internal/gittest"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
+	"github.com/keystone-app/keystone/internal/testwait"
 )
 
 // Installation is the id of the fake GitHub's installation owning Repo.
@@ -179,23 +180,10 @@ func Serves(port int, want string) bool {
 	return err == nil && status == 200 && strings.TrimSpace(body) == "version="+want
 }
 
-// Eventually polls cond every 50ms until it holds or timeout passes, then
-// fails the test saying what was awaited and, if cond returned one, why not.
+// Eventually is testwait.Eventually, kept here for the many callers.
 func Eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, error)) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	var last error
-	for {
-		ok, err := cond()
-		if ok {
-			return
-		}
-		last = err
-		if time.Now().After(deadline) {
-			t.Fatalf("deploytest: %s: not within %s (last: %v)", what, timeout, last)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.Eventually(t, timeout, "deploytest: "+what, cond)
 }
 
 // WaitFinished waits until deployment id is finished and returns it.

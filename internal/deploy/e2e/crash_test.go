@@ -1,10 +1,15 @@
 package e2e_test
 
 import (
+	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
+	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
 	"github.com/keystone-app/keystone/internal/gittest"
 	"github.com/keystone-app/keystone/internal/store"
@@ -29,6 +34,10 @@ func TestSIGKILLDuringEachStep(t *testing.T) {
 		// resumed: the deploy job itself was interrupted (the fetch of a
 		// push happens in the push job, before there is a deployment).
 		resumed bool
+		// probe: v1 is probed from the kill until the update switches or
+		// ends. A kill during the switch or the health check that follows
+		// it has no such window: the switch stops v1 before starting v2.
+		probe bool
 	}{
 		{
 			name: "fetch",
@@ -44,6 +53,7 @@ func TestSIGKILLDuringEachStep(t *testing.T) {
 				})
 			},
 			state: store.StateSucceeded,
+			probe: true,
 		},
 		{
 			name: "build",
@@ -57,6 +67,7 @@ func TestSIGKILLDuringEachStep(t *testing.T) {
 			},
 			state:   store.StateSucceeded,
 			resumed: true,
+			probe:   true,
 		},
 		{
 			name: "health check",
@@ -98,10 +109,17 @@ func TestSIGKILLDuringEachStep(t *testing.T) {
 			}
 			sha2 := s.push(t, gittest.AppFiles(t, "", c.v2))
 			c.kill(t, s, sha2)
+			probed := func() int { return 0 }
+			if c.probe {
+				probed = probePrevious(t, s, port, sha2)
+			}
 			s.killAndRestart(t)
 			after()
 
 			v2 := s.WaitFinished(t, s.deploymentOf(t, "web", sha2).ID, 150*time.Second)
+			if n := probed(); c.probe && n == 0 {
+				t.Fatal("v1 was never probed between the kill and the end of the update")
+			}
 			if v2.State != c.state {
 				t.Fatalf("v2 after the crash: %s (%s), want %s\n%s", v2.State, v2.Description, c.state,
 					strings.Join(s.Log(t, v2.ID), "\n"))
@@ -123,4 +141,45 @@ func TestSIGKILLDuringEachStep(t *testing.T) {
 			}
 		})
 	}
+}
+
+// probePrevious asks the app on port every 100ms, from now (just before the
+// kill) until the update of sha starts switching or ends, and fails the test
+// at the first answer that is not v1's. Its result waits for the probing to
+// end and returns how many answers were v1's.
+func probePrevious(t *testing.T, s *stack, port int, sha string) (wait func() int) {
+	t.Helper()
+	done := make(chan int, 1)
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop); <-done }) // a test that ends early stops the probe
+	go func() {
+		n := 0
+		defer func() { done <- n; close(done) }()
+		for deadline := time.Now().Add(3 * time.Minute); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			var step string
+			var finished bool
+			err := s.Store.Pool().QueryRow(context.Background(), `SELECT step, finished_at IS NOT NULL FROM deployments
+				WHERE sha = $1 ORDER BY id DESC LIMIT 1`, sha).Scan(&step, &finished)
+			if err != nil && !errors.Is(err, pgx.ErrNoRows) { // the push job makes the deployment
+				t.Errorf("probe: read the update: %v", err)
+				return
+			}
+			if finished || step == deploy.StepSwitch || step == deploy.StepHealth || step == deploy.StepRestore || step == "cleanup" {
+				return
+			}
+			status, body, err := deploytest.Get(port, "/")
+			if err != nil || status != 200 || strings.TrimSpace(body) != "version=v1" {
+				t.Errorf("during the update (step %q) the app on %d answered %d %q (%v), want version=v1", step, port, status, body, err)
+				return
+			}
+			n++
+		}
+		t.Error("probe: the update neither switched nor ended within 3 minutes")
+	}()
+	return func() int { return <-done }
 }

@@ -173,7 +173,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request) {
 		notFound(w, r)
 		return
 	}
-	tok, exp := s.issueToken(in.id, time.Now())
+	tok, exp := s.issueToken(in.id, s.now())
 	writeJSON(w, http.StatusCreated, map[string]any{
 		"token": tok, "expires_at": timestamp(exp),
 		"permissions": s.appJSON()["permissions"], "repository_selection": "selected",

@@ -194,7 +194,7 @@ func (s *Server) validToken(tok string, now time.Time) (int64, bool) {
 // ValidToken reports whether tok is an installation token GitHub would
 // accept now, and for which installation (e.g. for a test git server).
 func (s *Server) ValidToken(tok string) (installationID int64, ok bool) {
-	return s.validToken(tok, time.Now())
+	return s.validToken(tok, s.now())
 }
 
 // RevokeTokens invalidates every token issued so far: later calls with them

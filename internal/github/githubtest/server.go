@@ -48,6 +48,7 @@ type Server struct {
 	srv      *httptest.Server
 	key      *rsa.PrivateKey
 	tokenTTL time.Duration
+	now      func() time.Time // the fake's clock: token lifetimes, faults' ends
 	mux      *http.ServeMux
 	done     chan struct{}
 	closeMu  sync.Once
@@ -76,6 +77,34 @@ type Option func(*Server)
 // minute makes it ask for a new token on every call.
 func WithTokenTTL(d time.Duration) Option { return func(s *Server) { s.tokenTTL = d } }
 
+// WithClock makes the fake read the time from now (default time.Now) for
+// what it decides by the clock: when tokens expire, when a fault's Until
+// passes, the rate-limit headers. A test advances it instead of sleeping.
+func WithClock(now func() time.Time) Option { return func(s *Server) { s.now = now } }
+
+// Clock is a settable clock for WithClock, safe for concurrent use.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock showing start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
 // WithAppID sets the App's id (default DefaultAppID).
 func WithAppID(id int64) Option { return func(s *Server) { s.AppID = id } }
 
@@ -96,6 +125,7 @@ func New(t testing.TB, opts ...Option) *Server {
 		PrivateKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)}),
 		key:           key,
 		tokenTTL:      DefaultTokenTTL,
+		now:           time.Now,
 		done:          make(chan struct{}),
 		nextID:        1000,
 		installations: make(map[int64]*installation),
@@ -169,7 +199,7 @@ func runAfter(r *http.Request, fn func()) {
 // ServeHTTP authenticates, applies any injected fault, routes, records the
 // exchange, then sends the answer (after a stall, if a fault asks for one).
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	at := time.Now()
+	at := s.now()
 	body, _ := io.ReadAll(io.LimitReader(r.Body, maxBody))
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	auth := s.authenticate(r.Header.Get("Authorization"), at)

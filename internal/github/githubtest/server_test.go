@@ -64,7 +64,8 @@ func statusOf(err error) int {
 }
 
 func TestCredentialsAreCheckedPerEndpoint(t *testing.T) {
-	srv, app, _ := setup(t, githubtest.WithTokenTTL(time.Second))
+	clock := githubtest.NewClock(time.Now())
+	srv, app, _ := setup(t, githubtest.WithTokenTTL(time.Second), githubtest.WithClock(clock.Now))
 	ctx := context.Background()
 	tok42, err := app.InstallationToken(ctx, 42)
 	if err != nil {
@@ -97,7 +98,7 @@ func TestCredentialsAreCheckedPerEndpoint(t *testing.T) {
 	if _, ok := srv.ValidToken(tok42); !ok {
 		t.Fatalf("fresh token refused")
 	}
-	time.Sleep(1100 * time.Millisecond)
+	clock.Advance(1100 * time.Millisecond)
 	if _, ok := srv.ValidToken(tok42); ok {
 		t.Errorf("token valid after its TTL")
 	}
@@ -349,7 +350,8 @@ func TestDeliveriesAndRedelivery(t *testing.T) {
 }
 
 func TestFaultsEnd(t *testing.T) {
-	srv, _, client := setup(t)
+	clock := githubtest.NewClock(time.Now())
+	srv, _, client := setup(t, githubtest.WithClock(clock.Now))
 	ctx := context.Background()
 	get := func() int {
 		_, resp, err := client.Repositories.GetPermissionLevel(ctx, "acme", "web", "acme")
@@ -362,11 +364,11 @@ func TestFaultsEnd(t *testing.T) {
 	if got := []int{get(), get(), get()}; got[0] != 502 || got[1] != 502 || got[2] != 200 {
 		t.Errorf("Times 2: %v, want 502 502 200", got)
 	}
-	srv.Inject(githubtest.Fault{PathPrefix: "/repos/", Status: 500, Until: time.Now().Add(300 * time.Millisecond)})
+	srv.Inject(githubtest.Fault{PathPrefix: "/repos/", Status: 500, Until: clock.Now().Add(300 * time.Millisecond)})
 	if got := get(); got != 500 {
 		t.Errorf("during Until: %d, want 500", got)
 	}
-	time.Sleep(350 * time.Millisecond)
+	clock.Advance(350 * time.Millisecond)
 	if got := get(); got != 200 {
 		t.Errorf("after Until: %d, want 200", got)
 	}
