@@ -306,3 +306,33 @@ func TestServeWarnsOfSecretsUnderMissingKeys(t *testing.T) {
 		t.Fatalf("warning %v, want key_ids dropped and 1 secret", line)
 	}
 }
+
+// TestAppAllowCommand: `keystone app allow` records the allowance and
+// audits it under the CLI actor; bad names exit 2.
+func TestAppAllowCommand(t *testing.T) {
+	dbURL := storetest.Fresh(t)
+	c := cli{t: t, env: map[string]string{"DATABASE_URL": dbURL, "SUDO_USER": "alice"}}
+	if r := c.run("", "app", "allow", "Acme/Web", "api", "tmp"); r.exit != 0 || !strings.Contains(r.stdout, "allowed Acme/Web/api to deploy from branch tmp") {
+		t.Fatalf("app allow: %s", r)
+	}
+	st, err := store.Open(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q := store.NewQueries(st.Pool())
+	if b, err := q.AllowedBranch(t.Context(), "acme", "web", "api"); b != "tmp" || err != nil {
+		t.Fatalf("allowance %q, %v", b, err)
+	}
+	var actor string
+	if err := st.Pool().QueryRow(t.Context(), `SELECT actor FROM audit_events WHERE action = 'app.allowed'
+		AND target = 'acme/web/api' AND details->>'branch' = 'tmp'`).Scan(&actor); err != nil || actor != "cli:alice" {
+		t.Fatalf("audit actor %q, %v", actor, err)
+	}
+	for _, args := range [][]string{{"app", "allow", "acme", "api", "tmp"}, {"app", "allow", "acme/web", "API", "tmp"},
+		{"app", "allow", "acme/web", "api"}, {"app", "allow", "acme/web", "api", "a b"}} {
+		if r := c.run("", args...); r.exit != 2 {
+			t.Errorf("%q: %s, want exit 2", args, r)
+		}
+	}
+}

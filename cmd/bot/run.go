@@ -37,6 +37,7 @@ func commands() map[string]command {
 		"migrate":     {usage: "migrate", summary: "apply database migrations and exit", run: migrate},
 		"version":     {usage: "version", summary: "print the version", run: printVersion},
 		"secret":      {usage: "secret set|list|unset OWNER/REPO APP [KEY]", summary: "set (value on stdin), list names of, or unset an app's secrets", run: secretCommand},
+		"app":         {usage: appUsage, summary: "allow an app to be created or re-pointed by pushes to a branch other than the default", run: appCommand},
 		"keys":        {usage: keysUsage, summary: "print a new encryption key, or re-encrypt every secret under the first key", run: keysCommand},
 		"audit":       {usage: auditUsage, summary: "check the audit trail's hash chain; names the first bad event", run: auditCommand},
 		"healthcheck": {usage: "healthcheck", summary: "exit 0 when the local Keystone answers /healthz (Docker HEALTHCHECK)", run: healthcheck},

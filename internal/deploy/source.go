@@ -90,6 +90,30 @@ func (s *Sources) Fetch(ctx context.Context, r Repo, token, sha string) (bool, e
 	return err == nil, err
 }
 
+// FetchBranchHead fetches the head commit of branch (depth 1) into the
+// mirror and returns its SHA: the default branch's, whose .keystone.yml says
+// which apps exist.
+func (s *Sources) FetchBranchHead(ctx context.Context, r Repo, token, branch string) (string, error) {
+	if branch == "" || strings.ContainsAny(branch, ": \t\n*?[\\^~") || strings.Contains(branch, "..") {
+		return "", fmt.Errorf("fetch branch %q of %s: not a branch name", branch, r.FullName())
+	}
+	ref := "refs/keystone/head"
+	var sha string
+	err := s.withMirror(ctx, r, func(dir string) error {
+		if _, err := s.git(ctx, dir, token, nil, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1",
+			r.CloneURL, "+refs/heads/"+branch+":"+ref); err != nil {
+			return fmt.Errorf("fetch branch %s of %s: %w", branch, r.FullName(), err)
+		}
+		out, err := s.git(ctx, dir, "", nil, "rev-parse", "--verify", "--quiet", ref+"^{commit}")
+		if err != nil {
+			return fmt.Errorf("read the head of branch %s of %s: %w", branch, r.FullName(), err)
+		}
+		sha = strings.TrimSpace(string(out))
+		return nil
+	})
+	return sha, err
+}
+
 // FetchBranches refreshes the mirror's copy of every branch of the
 // repository (refs/keystone/branches/*) with their whole history, for
 // questions about branches.

@@ -50,7 +50,7 @@ func TestInstanceIDIsStable(t *testing.T) {
 func TestUpsertAppMatchesRepositoryCaseInsensitively(t *testing.T) {
 	q, _ := storetest.Tx(t)
 	a := createApp(t, q, "Octo", "Shop", "web")
-	if err := q.RemoveApp(t.Context(), a.ID); err != nil {
+	if _, err := q.RemoveApp(t.Context(), a.ID); err != nil {
 		t.Fatal(err)
 	}
 	b := createApp(t, q, "octo", "shop", "web")
@@ -235,5 +235,54 @@ func insertJob(t *testing.T, tx pgx.Tx, deploymentID int64, state string) {
 			now(), CASE WHEN $2 IN ('completed', 'cancelled', 'discarded') THEN now() END)`, deploymentID, state)
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRemoveAppDeletesItsSecrets: a removed app's secrets go with it (a
+// later app of that name starts with none); other apps' stay.
+func TestRemoveAppDeletesItsSecrets(t *testing.T) {
+	q, _ := storetest.Tx(t)
+	a := createApp(t, q, "Octo", "Shop", "api")
+	for _, s := range []store.Secret{
+		{Owner: "octo", Repo: "shop", App: "api", Name: "TOKEN"},
+		{Owner: "octo", Repo: "shop", App: "api", Name: "DB_URL"},
+		{Owner: "octo", Repo: "shop", App: "web", Name: "TOKEN"},
+	} {
+		s.KeyID, s.Sealed, s.UpdatedBy = "k1", []byte("sealed"), "cli:ada"
+		if _, err := q.PutSecret(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deleted, err := q.RemoveApp(t.Context(), a.ID)
+	if err != nil || strings.Join(deleted, ",") != "DB_URL,TOKEN" {
+		t.Fatalf("RemoveApp deleted %q, %v; want DB_URL,TOKEN", deleted, err)
+	}
+	for app, want := range map[string]int{"api": 0, "web": 1} {
+		names, err := q.SecretNames(t.Context(), "octo", "shop", app)
+		if err != nil || len(names) != want {
+			t.Errorf("secrets of %s after removing api: %q, %v; want %d", app, names, err, want)
+		}
+	}
+}
+
+// TestAllowApp: an allowance is stored per app (a new one replaces the old)
+// and audited.
+func TestAllowApp(t *testing.T) {
+	q, tx := storetest.Tx(t)
+	if b, err := q.AllowedBranch(t.Context(), "octo", "shop", "api"); b != "" || err != nil {
+		t.Fatalf("allowance before any: %q, %v", b, err)
+	}
+	for _, branch := range []string{"tmp", "staging"} {
+		if err := q.AllowApp(t.Context(), "Octo", "Shop", "api", branch, "cli:ada"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if b, err := q.AllowedBranch(t.Context(), "OCTO", "shop", "api"); b != "staging" || err != nil {
+		t.Fatalf("allowance %q, %v; want staging", b, err)
+	}
+	var n int
+	if err := tx.QueryRow(t.Context(), `SELECT count(*) FROM audit_events WHERE action = $1 AND actor = 'cli:ada'
+		AND target = 'octo/shop/api'`, store.AuditAppAllowed).Scan(&n); err != nil || n != 2 {
+		t.Fatalf("%d app.allowed events, %v; want 2", n, err)
 	}
 }
