@@ -175,7 +175,7 @@ func (e *Engine) readBuild(ctx context.Context, body io.Reader, r *run) (string,
 			if msg == "" {
 				msg = m.ErrorDetail.Message
 			}
-			step.failed = strings.TrimSpace(r.log.redactor.redact(msg))
+			step.failed = strings.TrimSpace(r.log.redactor.Redact(msg))
 		}
 		if len(m.Aux) > 0 {
 			var aux struct{ ID string }

@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keystone-app/keystone/internal/secrets"
 )
 
 // Sources keeps one bare mirror per repository under DataDir/sources and
@@ -333,7 +335,8 @@ func (s *Sources) git(ctx context.Context, dir, token string, stdin io.Reader, a
 	if err := cmd.Run(); err != nil {
 		msg := stderr.String()
 		if token != "" {
-			msg = strings.ReplaceAll(msg, token, "[redacted]")
+			// The token, and the basic-auth form git sends it in.
+			msg = secrets.NewRedactor(map[string]string{"token": token, "basic": basicAuth(token)}).Redact(msg)
 		}
 		return nil, &GitError{Op: args[0], Stderr: msg, err: err}
 	}
@@ -352,7 +355,7 @@ func (s *Sources) command(ctx context.Context, dir, token string, args ...string
 		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=",
 	}
 	if token != "" {
-		auth := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
+		auth := basicAuth(token)
 		cmd.Env = append(cmd.Env, "GIT_CONFIG_COUNT=2",
 			"GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic "+auth,
 			// No credential helper may store or offer anything.
@@ -362,6 +365,11 @@ func (s *Sources) command(ctx context.Context, dir, token string, args ...string
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
+}
+
+// basicAuth is the credentials of HTTP basic auth x-access-token:<token>.
+func basicAuth(token string) string {
+	return base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
 }
 
 // GitError is a failed git command with what it printed (token removed).
