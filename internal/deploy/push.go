@@ -47,6 +47,8 @@ type push struct {
 	repo          Repo
 	branch        string
 	sha           string
+	before        string
+	rawPushedAt   int64 // the payload's repository.pushed_at; 0 when absent
 	actor         string
 	defaultBranch string
 	pushedAt      time.Time
@@ -69,7 +71,10 @@ func parsePush(d store.Delivery) (push, error) {
 		repo:   Repo{Owner: owner, Name: ev.GetRepo().GetName(), CloneURL: ev.GetRepo().GetCloneURL()},
 		branch: strings.TrimPrefix(ev.GetRef(), "refs/heads/"), sha: ev.GetAfter(),
 		actor: ev.GetSender().GetLogin(), defaultBranch: ev.GetRepo().GetDefaultBranch(),
-		pushedAt: ev.GetRepo().GetPushedAt().Time,
+		pushedAt: ev.GetRepo().GetPushedAt().Time, before: ev.GetBefore(),
+	}
+	if !p.pushedAt.IsZero() {
+		p.rawPushedAt = p.pushedAt.Unix()
 	}
 	if full := ev.GetRepo().GetFullName(); strings.Count(full, "/") == 1 {
 		p.repo.Owner, p.repo.Name, _ = strings.Cut(full, "/")
@@ -102,6 +107,17 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[queue.PushArgs]) e
 		return e.store.MarkDeliveryProcessed(ctx, delivery.ID)
 	}
 	logger = logger.With(slog.String("repository", p.repo.FullName()), slog.String("branch", p.branch), slog.String("sha", p.sha))
+	// A push is deployed once: its signed body re-sent under a new delivery
+	// id (a replay) finds the push held by the first delivery.
+	first, err := e.store.ClaimPush(ctx, store.PushKey{Repository: p.repo.FullName(), Ref: "refs/heads/" + p.branch,
+		Before: p.before, After: p.sha, PushedAt: p.rawPushedAt}, p.deliveryID)
+	if err != nil {
+		return err
+	}
+	if first != p.deliveryID {
+		logger.WarnContext(ctx, "push ignored: another delivery carried it already (a replay)", slog.Int64("first_delivery", first))
+		return e.store.MarkDeliveryProcessed(ctx, delivery.ID)
+	}
 	file, invalid, err := e.readConfig(ctx, p)
 	if err != nil {
 		if job.Attempt < job.MaxAttempts && !errors.Is(err, errNoTokens) {

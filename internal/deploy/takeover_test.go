@@ -115,3 +115,19 @@ func (r *refusals) list() []string {
 	defer r.mu.Unlock()
 	return slices.Clone(r.got)
 }
+
+// TestReplayedPushIsNotDeployedAgain performs the replay of issue 12 item 4
+// for pushes: the signed body of a push already deployed, re-sent under a
+// new delivery id, makes no new deployment.
+func TestReplayedPushIsNotDeployedAgain(t *testing.T) {
+	h := newHarness(t, "replay")
+	sha := h.Repo.Commit(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1"}), "v1")
+	body := h.Repo.PushEvent("main", sha, "alice")
+	h.deliver(t, body)
+	mustState(t, h.deployOf(t, "web", sha), store.StateSucceeded)
+	h.deliver(t, body) // a new random GUID, the same signed body
+	h.processed(t)
+	if n := len(h.Deployments(t, "web")); n != 1 {
+		t.Fatalf("%d deployments after the replay, want 1", n)
+	}
+}
