@@ -143,7 +143,7 @@ func (p *parts) jobsClient() *river.Client[pgx.Tx] { return p.jobs }
 func (p *parts) serve(ctx context.Context) error {
 	intake := queue.NewIntake(p.store, p.jobs)
 	defer intake.Close()
-	hook, err := webhook.NewHandler(p.cfg.WebhookSecret, intake, p.logger, p.registry)
+	hook, err := webhook.NewHandler(webhook.Config{Secret: p.cfg.WebhookSecret, GitHubWebURL: p.cfg.GitHubWebURL}, intake, p.logger, p.registry)
 	if err != nil {
 		return err
 	}

@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -34,20 +35,34 @@ type Recorder interface {
 
 // Handler serves POST /webhooks/github.
 type Handler struct {
-	secret   []byte
+	cfg      Config
 	recorder Recorder
 	logger   *slog.Logger
 	metrics  *metrics
 }
 
-// NewHandler returns the webhook handler. An empty secret refuses every
-// delivery. Metrics are registered on reg.
-func NewHandler(secret []byte, recorder Recorder, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+// Config is what the handler checks deliveries against.
+type Config struct {
+	// Secret is the webhook secret; empty refuses every delivery.
+	Secret []byte
+	// GitHubWebURL is GitHub's web base URL (KEYSTONE_GITHUB_WEB_URL,
+	// default https://github.com): a push's repository.clone_url must be
+	// the repository's URL under it, since Keystone fetches from it with
+	// the installation's token.
+	GitHubWebURL string
+}
+
+// NewHandler returns the webhook handler. Metrics are registered on reg.
+func NewHandler(cfg Config, recorder Recorder, logger *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
 	m, err := newMetrics(reg)
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{secret: secret, recorder: recorder, logger: logger, metrics: m}, nil
+	cfg.GitHubWebURL = strings.TrimSuffix(cfg.GitHubWebURL, "/")
+	if cfg.GitHubWebURL == "" {
+		cfg.GitHubWebURL = "https://github.com"
+	}
+	return &Handler{cfg: cfg, recorder: recorder, logger: logger, metrics: m}, nil
 }
 
 var guidPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
@@ -83,7 +98,7 @@ func (h *Handler) handle(r *http.Request, event, guid string) (int, answer) {
 		log.Warn("webhook refused: body unreadable", slog.String("error", err.Error()))
 		return http.StatusBadRequest, answer{Status: "bad_request", Error: "body could not be read"}
 	}
-	if err := checkSignature(h.secret, r.Header.Get("X-Hub-Signature-256"), body); err != nil {
+	if err := checkSignature(h.cfg.Secret, r.Header.Get("X-Hub-Signature-256"), body); err != nil {
 		log.Warn("webhook refused: signature", slog.String("error", err.Error()))
 		return http.StatusUnauthorized, answer{Status: "unauthorized", Error: err.Error()}
 	}
@@ -94,7 +109,7 @@ func (h *Handler) handle(r *http.Request, event, guid string) (int, answer) {
 		return http.StatusBadRequest, answer{Status: "bad_request", Error: "missing or malformed X-GitHub-Delivery header"}
 	}
 
-	d, err := classify(event, guid, body)
+	d, err := classify(event, guid, body, h.cfg.GitHubWebURL)
 	var ign ignored
 	var bad badPayload
 	switch {
