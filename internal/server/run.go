@@ -180,9 +180,12 @@ func (p *parts) serve(ctx context.Context) error {
 		})
 	}
 	srv := &http.Server{
-		Handler:           router,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // a 25 MiB delivery on a slow link
+		Handler: router,
+		// Anyone can open a connection: headers must come within 5 s and a
+		// whole request (a 25 MiB delivery included) within 30 s, so slow
+		// clients cannot hold connections and buffers open.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn),
 	}

@@ -1,11 +1,13 @@
 package web_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/keystone-app/keystone/internal/web"
 )
@@ -40,5 +42,44 @@ func TestSignInBurstCannotBypassTheLimit(t *testing.T) {
 	c := s.from("192.0.2.50:1000")
 	if r := c.post("/login", url.Values{"csrf_token": {c.csrf("/login")}, "name": {"ada"}, "password": {password("ada")}}); r.status != http.StatusSeeOther {
 		t.Fatalf("ada during vic's lock-out: HTTP %d", r.status)
+	}
+}
+
+// TestLiveLogStreamsAreCapped: one session may hold at most
+// 8 live-log streams; the next is refused with 429
+// until one ends, and another session is not affected.
+func TestLiveLogStreamsAreCapped(t *testing.T) {
+	s := newSite(t)
+	c := s.signedIn("vic")
+	var open []eventStream
+	for range web.MaxStreamsPerSession {
+		st := s.openEvents(c, s.live.ID, "", "")
+		st.next(t, "state")
+		open = append(open, st)
+	}
+	status := func(c *client) int {
+		ctx, cancel := context.WithCancel(t.Context())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/deployments/%d/events", s.srv.URL, s.live.ID), nil)
+		resp, err := c.hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if got := status(c); got != http.StatusTooManyRequests {
+		t.Fatalf("stream %d of one session: HTTP %d, want 429", web.MaxStreamsPerSession+1, got)
+	}
+	other := s.openEvents(s.signedIn("ada"), s.live.ID, "", "")
+	other.next(t, "state")
+	other.cancel()
+	open[0].cancel()
+	deadline := time.Now().Add(10 * time.Second)
+	for status(c) != http.StatusOK {
+		if time.Now().After(deadline) {
+			t.Fatal("a stream ended, yet the session still may not open another")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
