@@ -204,8 +204,33 @@ func (d *Directory) Authenticate(ctx context.Context, name, password string) (st
 	return u, nil
 }
 
-// ByGitHubLogin returns the user mapped to a GitHub login (store.ErrNotFound
-// when none is).
-func (d *Directory) ByGitHubLogin(ctx context.Context, login string) (store.User, error) {
-	return d.store.UserByGitHubLogin(ctx, login)
+// ByGitHubIdentity returns the user a GitHub account signs in as, or
+// store.ErrNotFound. The account's numeric id decides: a user already bound
+// to an id matches only that id; a user mapped to login and not yet bound
+// is bound to id now (their first GitHub sign-in). A login renamed away and
+// registered again by someone else therefore gives nothing.
+func (d *Directory) ByGitHubIdentity(ctx context.Context, id int64, login string) (store.User, error) {
+	if id <= 0 {
+		return store.User{}, fmt.Errorf("GitHub user %s has no id: %w", login, store.ErrNotFound)
+	}
+	u, err := d.store.UserByGitHubID(ctx, id)
+	if !errors.Is(err, store.ErrNotFound) {
+		return u, err
+	}
+	u, err = d.store.UserByGitHubLogin(ctx, login)
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.GitHubID != 0 { // bound to another account: login was renamed away
+		return store.User{}, fmt.Errorf("GitHub login %s belongs to another account than user %s's: %w", login, u.Name, store.ErrNotFound)
+	}
+	bound, err := d.store.BindGitHubID(ctx, u.ID, id)
+	switch {
+	case err != nil:
+		return store.User{}, err
+	case !bound: // bound meanwhile by a concurrent sign-in: check again
+		return d.ByGitHubIdentity(ctx, id, login)
+	}
+	u.GitHubID = id
+	return u, nil
 }
