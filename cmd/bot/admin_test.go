@@ -252,14 +252,14 @@ func TestProductionServeListsEveryProblem(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{"nothing set", nil, []string{"3 problems", "KEYSTONE_GITHUB_WEBHOOK_SECRET: required in production",
+		{"nothing set", nil, []string{"4 problems", "KEYSTONE_GITHUB_WEBHOOK_SECRET: required in production",
 			"KEYSTONE_ENCRYPTION_KEYS: required in production", "KEYSTONE_PUBLIC_URL: plain http in production"}},
 		{"development key", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_PUBLIC_URL=https://ks.example.com",
 			"KEYSTONE_ENCRYPTION_KEYS=" + devKey}, []string{`development key id "dev" is not allowed`}},
 		{"http without allow", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_ENCRYPTION_KEYS=" + keyLine("k", 3),
 			"KEYSTONE_PUBLIC_URL=http://ks.example.com"}, []string{"KEYSTONE_PUBLIC_URL: plain http in production; use https or set KEYSTONE_ALLOW_HTTP=1"}},
 		{"blank keys and bad value", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_ENCRYPTION_KEYS= ",
-			"KEYSTONE_ALLOW_HTTP=1", "KEYSTONE_WORKERS=many"}, []string{"2 problems", "KEYSTONE_ENCRYPTION_KEYS: required", "KEYSTONE_WORKERS"}},
+			"KEYSTONE_ALLOW_HTTP=1", "KEYSTONE_WORKERS=many"}, []string{"3 problems", "KEYSTONE_ENCRYPTION_KEYS: required", "KEYSTONE_WORKERS", "KEYSTONE_METRICS_TOKEN: required"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -285,7 +285,8 @@ func TestProductionServeListsEveryProblem(t *testing.T) {
 	t.Run("safe configuration serves", func(t *testing.T) {
 		keystonetest.Start(t, map[string]string{"KEYSTONE_ENV": "production", "DATABASE_URL": storetest.Fresh(t),
 			"KEYSTONE_GITHUB_WEBHOOK_SECRET": "s3cret", "KEYSTONE_ENCRYPTION_KEYS": keyLine("k", 3),
-			"KEYSTONE_PUBLIC_URL": "https://ks.example.com", "KEYSTONE_DATA_DIR": t.TempDir()})
+			"KEYSTONE_PUBLIC_URL": "https://ks.example.com", "KEYSTONE_DATA_DIR": t.TempDir(),
+			"KEYSTONE_METRICS_TOKEN": "0123456789abcdef0123"})
 	})
 }
 
