@@ -337,3 +337,30 @@ func TestAppAllowCommand(t *testing.T) {
 		}
 	}
 }
+
+// TestAuditHeadAndAnchors: `audit head` prints ID:HASH; `audit verify
+// --anchor` accepts it, and refuses an anchor the trail does not match.
+func TestAuditHeadAndAnchors(t *testing.T) {
+	dbURL := storetest.Fresh(t)
+	c := cli{t: t, env: map[string]string{"DATABASE_URL": dbURL, "SUDO_USER": "alice"}}
+	for _, b := range []string{"one", "two"} {
+		if r := c.run("", "app", "allow", "acme/web", "api", b); r.exit != 0 {
+			t.Fatalf("app allow: %s", r)
+		}
+	}
+	head := c.run("", "audit", "head")
+	anchor := strings.TrimSpace(head.stdout)
+	if head.exit != 0 || !strings.HasPrefix(anchor, "2:") || len(anchor) != 2+64 {
+		t.Fatalf("audit head: %s", head)
+	}
+	if r := c.run("", "audit", "verify", "--anchor", anchor); r.exit != 0 || !strings.Contains(r.stdout, "1 anchors match") {
+		t.Fatalf("verify against the head: %s", r)
+	}
+	wrong := "2:" + strings.Repeat("0", 64)
+	if r := c.run("", "audit", "verify", "--anchor="+wrong); r.exit != 1 || !strings.Contains(r.stderr, "anchor") {
+		t.Fatalf("verify against a wrong anchor: %s", r)
+	}
+	if r := c.run("", "audit", "verify", "--anchor", "x"); r.exit != 2 {
+		t.Fatalf("a malformed anchor: %s", r)
+	}
+}
