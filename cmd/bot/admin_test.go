@@ -252,13 +252,14 @@ func TestProductionServeListsEveryProblem(t *testing.T) {
 		env  []string
 		want []string
 	}{
-		{"nothing set", nil, []string{"2 problems", "KEYSTONE_ENCRYPTION_KEYS: required in production", "KEYSTONE_PUBLIC_URL: plain http in production"}},
+		{"nothing set", nil, []string{"3 problems", "KEYSTONE_ENCRYPTION_KEYS: required in production",
+			"KEYSTONE_PUBLIC_URL: plain http in production", "KEYSTONE_METRICS_TOKEN"}},
 		{"development key", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_PUBLIC_URL=https://ks.example.com",
 			"KEYSTONE_ENCRYPTION_KEYS=" + devKey}, []string{`development key id "dev" is not allowed`}},
 		{"http without allow", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_ENCRYPTION_KEYS=" + keyLine("k", 3),
 			"KEYSTONE_PUBLIC_URL=http://ks.example.com"}, []string{"KEYSTONE_PUBLIC_URL: plain http in production; use https or set KEYSTONE_ALLOW_HTTP=1"}},
 		{"blank keys and bad value", []string{"KEYSTONE_GITHUB_WEBHOOK_SECRET=s3cret", "KEYSTONE_ENCRYPTION_KEYS= ",
-			"KEYSTONE_ALLOW_HTTP=1", "KEYSTONE_WORKERS=many"}, []string{"2 problems", "KEYSTONE_ENCRYPTION_KEYS: required", "KEYSTONE_WORKERS"}},
+			"KEYSTONE_ALLOW_HTTP=1", "KEYSTONE_WORKERS=many"}, []string{"3 problems", "KEYSTONE_ENCRYPTION_KEYS: required", "KEYSTONE_WORKERS", "KEYSTONE_METRICS_TOKEN: required"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -284,7 +285,8 @@ func TestProductionServeListsEveryProblem(t *testing.T) {
 	t.Run("safe configuration serves", func(t *testing.T) {
 		keystonetest.Start(t, map[string]string{"KEYSTONE_ENV": "production", "DATABASE_URL": storetest.Fresh(t),
 			"KEYSTONE_GITHUB_WEBHOOK_SECRET": "s3cret", "KEYSTONE_ENCRYPTION_KEYS": keyLine("k", 3),
-			"KEYSTONE_PUBLIC_URL": "https://ks.example.com", "KEYSTONE_DATA_DIR": t.TempDir()})
+			"KEYSTONE_PUBLIC_URL": "https://ks.example.com", "KEYSTONE_DATA_DIR": t.TempDir(),
+			"KEYSTONE_METRICS_TOKEN": "0123456789abcdef0123"})
 	})
 }
 
@@ -303,5 +305,62 @@ func TestServeWarnsOfSecretsUnderMissingKeys(t *testing.T) {
 	})
 	if line["key_ids"] != "dropped" || line["secrets"] != float64(1) {
 		t.Fatalf("warning %v, want key_ids dropped and 1 secret", line)
+	}
+}
+
+// TestAppAllowCommand: `keystone app allow` records the allowance and
+// audits it under the CLI actor; bad names exit 2.
+func TestAppAllowCommand(t *testing.T) {
+	dbURL := storetest.Fresh(t)
+	c := cli{t: t, env: map[string]string{"DATABASE_URL": dbURL, "SUDO_USER": "alice"}}
+	if r := c.run("", "app", "allow", "Acme/Web", "api", "tmp"); r.exit != 0 || !strings.Contains(r.stdout, "allowed Acme/Web/api to deploy from branch tmp") {
+		t.Fatalf("app allow: %s", r)
+	}
+	st, err := store.Open(t.Context(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	q := store.NewQueries(st.Pool())
+	if b, err := q.AllowedBranch(t.Context(), "acme", "web", "api"); b != "tmp" || err != nil {
+		t.Fatalf("allowance %q, %v", b, err)
+	}
+	var actor string
+	if err := st.Pool().QueryRow(t.Context(), `SELECT actor FROM audit_events WHERE action = 'app.allowed'
+		AND target = 'acme/web/api' AND details->>'branch' = 'tmp'`).Scan(&actor); err != nil || actor != "cli:alice" {
+		t.Fatalf("audit actor %q, %v", actor, err)
+	}
+	for _, args := range [][]string{{"app", "allow", "acme", "api", "tmp"}, {"app", "allow", "acme/web", "API", "tmp"},
+		{"app", "allow", "acme/web", "api"}, {"app", "allow", "acme/web", "api", "a b"}} {
+		if r := c.run("", args...); r.exit != 2 {
+			t.Errorf("%q: %s, want exit 2", args, r)
+		}
+	}
+}
+
+// TestAuditHeadAndAnchors: `audit head` prints ID:HASH; `audit verify
+// --anchor` accepts it, and refuses an anchor the trail does not match.
+func TestAuditHeadAndAnchors(t *testing.T) {
+	dbURL := storetest.Fresh(t)
+	c := cli{t: t, env: map[string]string{"DATABASE_URL": dbURL, "SUDO_USER": "alice"}}
+	for _, b := range []string{"one", "two"} {
+		if r := c.run("", "app", "allow", "acme/web", "api", b); r.exit != 0 {
+			t.Fatalf("app allow: %s", r)
+		}
+	}
+	head := c.run("", "audit", "head")
+	anchor := strings.TrimSpace(head.stdout)
+	if head.exit != 0 || !strings.HasPrefix(anchor, "2:") || len(anchor) != 2+64 {
+		t.Fatalf("audit head: %s", head)
+	}
+	if r := c.run("", "audit", "verify", "--anchor", anchor); r.exit != 0 || !strings.Contains(r.stdout, "1 anchors match") {
+		t.Fatalf("verify against the head: %s", r)
+	}
+	wrong := "2:" + strings.Repeat("0", 64)
+	if r := c.run("", "audit", "verify", "--anchor="+wrong); r.exit != 1 || !strings.Contains(r.stderr, "anchor") {
+		t.Fatalf("verify against a wrong anchor: %s", r)
+	}
+	if r := c.run("", "audit", "verify", "--anchor", "x"); r.exit != 2 {
+		t.Fatalf("a malformed anchor: %s", r)
 	}
 }

@@ -38,12 +38,12 @@ func commands() map[string]command {
 		"migrate":     {usage: "migrate", summary: "apply database migrations and exit", run: migrate},
 		"version":     {usage: "version", summary: "print the version", run: printVersion},
 		"secret":      {usage: "secret set|list|unset OWNER/REPO APP [KEY]", summary: "set (value on stdin), list names of, or unset an app's secrets", run: secretCommand},
+		"app":         {usage: appUsage, summary: "allow an app to be created or re-pointed by pushes to a non-default branch; forget the GitHub App stored by setup", run: appCommand},
 		"keys":        {usage: keysUsage, summary: "print a new encryption key, or re-encrypt every secret under the first key", run: keysCommand},
-		"audit":       {usage: auditUsage, summary: "check the audit trail's hash chain; names the first bad event", run: auditCommand},
+		"audit":       {usage: auditUsage, summary: "check the audit trail's hash chain (against anchors), or print its head to keep outside the database", run: auditCommand},
 		"healthcheck": {usage: "healthcheck", summary: "exit 0 when the local Keystone answers /healthz (Docker HEALTHCHECK)", run: healthcheck},
 		"user":        {usage: "user add|list|remove", summary: "manage status page users (add: password on stdin)", run: userCommand},
 		"doctor":      {usage: "doctor", summary: "check the database, Docker, the router, the GitHub App, webhooks and the public URL", run: doctor},
-		"app":         {usage: "app forget", summary: "clear the GitHub App credentials stored by setup", run: appCommand},
 	}
 }
 

@@ -85,6 +85,16 @@ func Hash(r Record) ([]byte, error) {
 type Head struct {
 	LastID int64
 	Hash   []byte
+	// PreChainLastID is the last event written before the chain began (0:
+	// none): only events up to it may lack hashes.
+	PreChainLastID int64
+}
+
+// Anchor is a chain head exported earlier (keystone audit head) and kept
+// outside the database: event ID must still have Hash.
+type Anchor struct {
+	ID   int64
+	Hash []byte
 }
 
 // Source is where Verify reads the trail from (the store).
@@ -116,19 +126,49 @@ func (e *BrokenError) Error() string { return fmt.Sprintf("audit event %d: %s", 
 // event whose hash does not match its content, whose link does not match the
 // event before it, or, at the end, a head that does not match the last event
 // (events removed from the end).
-func Verify(ctx context.Context, src Source) (Report, error) {
+//
+// Each anchor's event must be in the chain with the anchor's hash: someone
+// able to rewrite and re-hash the whole trail cannot match a hash recorded
+// outside the database.
+func Verify(ctx context.Context, src Source, anchors ...Anchor) (Report, error) {
 	var c Chain
-	head, err := src.WalkAudit(ctx, c.Add)
+	found := make([]bool, len(anchors))
+	head, err := src.WalkAudit(ctx, func(r Record) error {
+		if err := c.Add(r); err != nil {
+			return err
+		}
+		for i, a := range anchors {
+			if r.ID != a.ID {
+				continue
+			}
+			if !bytes.Equal(r.Hash, a.Hash) {
+				return &BrokenError{ID: r.ID, Problem: fmt.Sprintf(
+					"does not match the anchor kept outside the database (stored %x, anchor %x): the trail was rewritten", r.Hash, a.Hash)}
+			}
+			found[i] = true
+		}
+		return nil
+	})
 	if err != nil {
 		return c.Report(), err
 	}
-	return c.Report(), c.CheckHead(head)
+	if err := c.CheckHead(head); err != nil {
+		return c.Report(), err
+	}
+	for i, a := range anchors {
+		if !found[i] {
+			return c.Report(), &BrokenError{ID: a.ID, Problem: "missing: the anchor names an event the trail does not have"}
+		}
+	}
+	return c.Report(), nil
 }
 
 // Chain checks events fed to it in id order. The zero value is ready.
 type Chain struct {
 	rep     Report
 	started bool
+	// firstUnchained is the first event without hashes, 0 if none.
+	firstUnchained, lastUnchained int64
 }
 
 // Report returns what has been checked so far.
@@ -141,6 +181,10 @@ func (c *Chain) Add(r Record) error {
 			return &BrokenError{ID: r.ID, Problem: "no hash: stored after the chain began without being chained"}
 		}
 		c.rep.Unchained++
+		if c.firstUnchained == 0 {
+			c.firstUnchained = r.ID
+		}
+		c.lastUnchained = r.ID
 		return nil
 	}
 	if r.Hash == nil || r.PrevHash == nil {
@@ -171,6 +215,11 @@ func (c *Chain) Add(r Record) error {
 // CheckHead checks that the recorded head is the last event added, which
 // catches events removed from the end of the trail.
 func (c *Chain) CheckHead(h Head) error {
+	if c.lastUnchained > h.PreChainLastID {
+		return &BrokenError{ID: max(c.firstUnchained, h.PreChainLastID+1), Problem: fmt.Sprintf(
+			"no hash, and not among the events from before the chain began (up to event %d): inserted without being chained",
+			h.PreChainLastID)}
+	}
 	if h.LastID == c.rep.LastID && bytes.Equal(h.Hash, c.rep.LastHash) {
 		return nil
 	}

@@ -154,14 +154,61 @@ func TestVerify(t *testing.T) {
 	}
 }
 
-func TestVerifyAcceptsEventsFromBeforeTheChain(t *testing.T) {
+// TestUnchainedEventsAreNotSilentlyAccepted: events without hashes before
+// the first chained one are accepted only when the head records them as
+// older than the chain (migration 00604 did, for trails begun before the
+// chain); rows slipped in ahead of the chain are not (issue 12 item 7).
+func TestUnchainedEventsAreNotSilentlyAccepted(t *testing.T) {
 	recs := chainOf(t, 3, 4)
-	rep, err := Verify(t.Context(), fakeSource{recs: recs, head: headOf(recs)})
-	if err != nil || rep.Unchained != 3 || rep.Checked != 4 {
-		t.Fatalf("report %+v, err %v; want 3 unchained, 4 checked", rep, err)
+	_, err := Verify(t.Context(), fakeSource{recs: recs, head: headOf(recs)})
+	var broken *BrokenError
+	if !errors.As(err, &broken) || broken.ID != 1 || !strings.Contains(broken.Problem, "before the chain") {
+		t.Fatalf("unchained events nobody recorded: err %v, want event 1 named", err)
 	}
 	empty, err := Verify(t.Context(), fakeSource{})
 	if err != nil || empty.Checked != 0 {
 		t.Fatalf("empty trail: %+v, %v", empty, err)
+	}
+}
+
+func TestVerifyAcceptsEventsFromBeforeTheChain(t *testing.T) {
+	recs := chainOf(t, 3, 4)
+	head := headOf(recs)
+	head.PreChainLastID = 3
+	rep, err := Verify(t.Context(), fakeSource{recs: recs, head: head})
+	if err != nil || rep.Unchained != 3 || rep.Checked != 4 {
+		t.Fatalf("report %+v, err %v; want 3 unchained, 4 checked", rep, err)
+	}
+}
+
+// TestVerifyAgainstAnAnchor: a head exported earlier (keystone audit head)
+// must still be in the chain with the same hash: a rewritten and re-hashed
+// trail passes every link but not the anchor.
+func TestVerifyAgainstAnAnchor(t *testing.T) {
+	recs := chainOf(t, 0, 6)
+	anchor := Anchor{ID: recs[3].ID, Hash: recs[3].Hash}
+	if _, err := Verify(t.Context(), fakeSource{recs: recs, head: headOf(recs)}, anchor); err != nil {
+		t.Fatalf("intact chain against its anchor: %v", err)
+	}
+	// Rewrite event 2 and re-hash everything after it, as a superuser could.
+	rewritten := chainOf(t, 0, 6)
+	rewritten[1].Actor = "mallory"
+	prev := rewritten[0].Hash
+	for i := 1; i < len(rewritten); i++ {
+		rewritten[i].PrevHash = prev
+		rewritten[i].Hash, _ = Hash(rewritten[i])
+		prev = rewritten[i].Hash
+	}
+	if _, err := Verify(t.Context(), fakeSource{recs: rewritten, head: headOf(rewritten)}); err != nil {
+		t.Fatalf("the re-hashed chain should pass on its own: %v", err)
+	}
+	_, err := Verify(t.Context(), fakeSource{recs: rewritten, head: headOf(rewritten)}, anchor)
+	var broken *BrokenError
+	if !errors.As(err, &broken) || broken.ID != anchor.ID || !strings.Contains(broken.Problem, "anchor") {
+		t.Fatalf("re-hashed chain against the anchor: %v", err)
+	}
+	_, err = Verify(t.Context(), fakeSource{recs: recs[:3], head: headOf(recs[:3])}, anchor)
+	if !errors.As(err, &broken) || !strings.Contains(broken.Problem, "anchor") {
+		t.Fatalf("anchored event missing: %v", err)
 	}
 }

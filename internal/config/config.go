@@ -254,6 +254,9 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	if c.AppHost == "" {
 		r.problem("KEYSTONE_APP_HOST: empty, and KEYSTONE_PUBLIC_URL has no host to default to")
 	}
+	if c.MetricsToken != "" && len(c.MetricsToken) < MinMetricsTokenLen {
+		r.problem("KEYSTONE_METRICS_TOKEN: at least %d characters (generate one with `openssl rand -hex 24`)", MinMetricsTokenLen)
+	}
 	c.EncryptionKeys = r.encryptionKeys(c.Env)
 	c.Router = r.router(c.DataDir)
 	if d := c.Router.AppsDomain; d != "" {
@@ -288,7 +291,15 @@ func (c Config) checkProduction(r *reader) {
 	if c.PublicURL.Scheme != "https" && !c.AllowHTTP {
 		r.problem("KEYSTONE_PUBLIC_URL: plain http in production; use https or set KEYSTONE_ALLOW_HTTP=1")
 	}
+	// Without a token /metrics trusts loopback clients, and a build (ADD
+	// http://127.0.0.1…) or an app on the host network is one.
+	if c.MetricsToken == "" {
+		r.problem("KEYSTONE_METRICS_TOKEN: required in production (at least %d characters; `openssl rand -hex 24`)", MinMetricsTokenLen)
+	}
 }
+
+// MinMetricsTokenLen is the shortest KEYSTONE_METRICS_TOKEN accepted.
+const MinMetricsTokenLen = 16
 
 // devKeyUnderAnotherID finds the development key's bytes renamed.
 func (c Config) devKeyUnderAnotherID() (string, bool) {

@@ -117,7 +117,7 @@ func TestProductionListsEveryProblem(t *testing.T) {
 	}
 	// No webhook secret is no problem without an App in the environment:
 	// Keystone then serves the first-run setup (SPEC §15).
-	want := []string{"KEYSTONE_ENCRYPTION_KEYS:", "KEYSTONE_PUBLIC_URL:"}
+	want := []string{"KEYSTONE_ENCRYPTION_KEYS:", "KEYSTONE_PUBLIC_URL:", "KEYSTONE_METRICS_TOKEN:"}
 	if len(cerr.Problems) != len(want) {
 		t.Fatalf("problems = %q, want %d", cerr.Problems, len(want))
 	}
@@ -164,6 +164,7 @@ func TestProductionAcceptsSafeConfig(t *testing.T) {
 		vars["KEYSTONE_ENV"] = "production"
 		vars["KEYSTONE_GITHUB_WEBHOOK_SECRET"] = "s3cret"
 		vars["KEYSTONE_ENCRYPTION_KEYS"] = "k2:" + key + ",k1:" + key
+		vars["KEYSTONE_METRICS_TOKEN"] = "0123456789abcdef"
 		c, err := config.Load(env(vars))
 		if err != nil {
 			t.Fatalf("%v: %v", vars, err)
@@ -335,4 +336,33 @@ func writeRoot(t *testing.T) string {
 		t.Fatal(err)
 	}
 	return file
+}
+
+// TestProductionNeedsAMetricsToken: without a token /metrics trusts loopback
+// clients, and a build's `ADD http://127.0.0.1…` or an app on the host
+// network is a loopback client. Production refuses to start without one, and
+// a token must be long enough not to be guessed (issue 12 item 6).
+func TestProductionNeedsAMetricsToken(t *testing.T) {
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	safe := func(token string) map[string]string {
+		return map[string]string{"KEYSTONE_ENV": "production", "KEYSTONE_GITHUB_WEBHOOK_SECRET": "s3cret",
+			"KEYSTONE_ENCRYPTION_KEYS": "k1:" + key, "KEYSTONE_PUBLIC_URL": "https://keystone.example.com",
+			"KEYSTONE_METRICS_TOKEN": token}
+	}
+	for token, want := range map[string]string{
+		"":                  "KEYSTONE_METRICS_TOKEN: required in production",
+		"short":             "KEYSTONE_METRICS_TOKEN: at least 16 characters",
+		"0123456789abcdef!": "",
+	} {
+		_, err := config.Load(env(safe(token)))
+		switch {
+		case want == "" && err != nil:
+			t.Errorf("token %q: %v", token, err)
+		case want != "" && (err == nil || !strings.Contains(err.Error(), want)):
+			t.Errorf("token %q: err = %v, want %q", token, err, want)
+		}
+	}
+	if _, err := config.Load(env(map[string]string{"KEYSTONE_METRICS_TOKEN": "short"})); err == nil {
+		t.Error("a short metrics token is accepted in development")
+	}
 }

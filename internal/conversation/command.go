@@ -52,18 +52,55 @@ func usagef(format string, args ...any) error {
 
 // FindCommand returns the first line of body that starts with /keystone as
 // a word (leading blanks allowed, any case); ok is false when there is none.
+// Lines a reader does not see as such are not commands: those of a fenced
+// code block (``` or ~~~, closed or not) and those in or after the start of
+// an HTML comment (<!-- … -->) on the same line.
 func FindCommand(body string) (line string, ok bool) {
+	var fence string // the opening fence while inside a code block
+	inComment := false
 	for l := range strings.SplitSeq(body, "\n") {
 		l = strings.TrimSpace(l)
+		if inComment {
+			if _, _, closed := strings.Cut(l, "-->"); closed {
+				inComment = false
+			}
+			continue // the rest of a line that ends a comment is not read either
+		}
+		if fence != "" {
+			if strings.HasPrefix(l, fence) && strings.Trim(l, fence[:1]) == "" {
+				fence = ""
+			}
+			continue
+		}
+		if f := openingFence(l); f != "" {
+			fence = f
+			continue
+		}
+		if before, after, found := strings.Cut(l, "<!--"); found {
+			inComment = !strings.Contains(after, "-->")
+			l = before
+		}
 		if len(l) < len(prefix) || !strings.EqualFold(l[:len(prefix)], prefix) {
 			continue
 		}
 		if rest := l[len(prefix):]; rest != "" && rest[0] != ' ' && rest[0] != '\t' {
 			continue // "/keystones", "/keystone-bot": not the command
 		}
-		return l, true
+		return strings.TrimSpace(l), true
 	}
 	return "", false
+}
+
+// openingFence returns the fence that line opens (three or more backticks
+// or tildes, as Markdown has them), "" when it opens none.
+func openingFence(line string) string {
+	for _, c := range []string{"`", "~"} {
+		n := len(line) - len(strings.TrimLeft(line, c))
+		if n >= 3 {
+			return strings.Repeat(c, n)
+		}
+	}
+	return ""
 }
 
 // Parse reads the command of body. found is false when body has no

@@ -20,6 +20,18 @@ func TestFindCommand(t *testing.T) {
 		{"/keystone-bot help", "", false},
 		{"/keystone\r\n", "/keystone", true},
 		{"", "", false},
+		// Hidden from the reader: quoted in a fenced code block or inside an
+		// HTML comment, a /keystone line is text, not a command.
+		{"How to roll back:\n```\n/keystone rollback web\n```", "", false},
+		{"~~~sh\n/keystone deploy\n~~~\n", "", false},
+		{"````\n```\n/keystone deploy\n````", "", false},
+		{"```\nexample\n```\n/keystone status", "/keystone status", true},
+		{"```\nnever closed\n/keystone deploy", "", false},
+		{"<!--\n/keystone rollback web\n-->", "", false},
+		{"<!-- /keystone deploy -->", "", false},
+		{"LGTM <!-- hidden\n/keystone lock web\n-->\n/keystone status", "/keystone status", true},
+		{"<!-- a --> /keystone deploy", "", false},
+		{"<!-- note -->\n/keystone help", "/keystone help", true},
 	}
 	for _, tt := range tests {
 		line, ok := FindCommand(tt.body)

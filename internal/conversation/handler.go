@@ -77,7 +77,7 @@ func NewCommands(cfg CommandsConfig) (*Commands, error) {
 	}
 	c := &Commands{cfg: cfg, r: r, log: cfg.Logger, counter: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "keystone_commands_total",
-		Help: "/keystone commands by verb and outcome (accepted, denied, usage, refused, ignored).",
+		Help: "/keystone commands by verb and outcome (accepted, denied, usage, refused, ignored, replayed).",
 	}, []string{"verb", "outcome"})}
 	if cfg.Registerer != nil {
 		if err := cfg.Registerer.Register(c.counter); err != nil {
@@ -154,6 +154,15 @@ func (c *Commands) Work(ctx context.Context, job *river.Job[queue.CommentArgs]) 
 		return c.cfg.Store.MarkDeliveryProcessed(ctx, d.ID)
 	}
 	rec, err := c.cfg.Store.CommandByDelivery(ctx, d.ID)
+	if errors.Is(err, store.ErrNotFound) {
+		// A command is one per comment: the same signed body under a new
+		// delivery id is a replay, and runs nothing.
+		if first, ferr := c.cfg.Store.CommandOfComment(ctx, ev.Comment.ID); ferr == nil {
+			return c.replayed(ctx, log, d, cmd.Verb, first.DeliveryID)
+		} else if !errors.Is(ferr, store.ErrNotFound) {
+			return ferr
+		}
+	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
 		rec = store.Command{DeliveryID: d.ID, InstallationID: ev.Installation.ID, Owner: ev.Repository.Owner.Login,
@@ -166,7 +175,20 @@ func (c *Commands) Work(ctx context.Context, job *river.Job[queue.CommentArgs]) 
 	}
 	h := &handling{c: c, log: log.With(slog.String("verb", cmd.Verb)), d: d, rec: rec, cmd: cmd, apps: apps,
 		lastAttempt: job.MaxAttempts > 0 && job.Attempt >= job.MaxAttempts}
-	return h.run(ctx, parseErr)
+	err = h.run(ctx, parseErr)
+	if errors.Is(err, store.ErrReplayed) { // another delivery of the comment recorded it meanwhile
+		return c.replayed(ctx, log, d, cmd.Verb, 0)
+	}
+	return err
+}
+
+// replayed ends delivery d, which repeats a comment another delivery
+// carried: nothing runs, nothing is said on GitHub.
+func (c *Commands) replayed(ctx context.Context, log *slog.Logger, d store.Delivery, verb string, firstDelivery int64) error {
+	log.Warn("comment ignored: its command was read from another delivery (a replay)",
+		slog.Int64("first_delivery", firstDelivery))
+	c.counter.WithLabelValues(verb, "replayed").Inc()
+	return c.cfg.Store.MarkDeliveryProcessed(ctx, d.ID)
 }
 
 // ignored says why a comment is not for Keystone ("" when it is): not a new

@@ -93,6 +93,19 @@ func (n *Notifier) DeploymentChanged(ctx context.Context, tx pgx.Tx, app store.A
 	return nil
 }
 
+// PushRefused implements deploy.Notifier: the failure status of an app a
+// push may not create or re-point from its branch. It links to Keystone's
+// front page: there is no deployment.
+func (n *Notifier) PushRefused(ctx context.Context, tx pgx.Tx, app store.App, sha, description string) error {
+	t := outbox.Target{InstallationID: app.InstallationID, Owner: app.Owner, Repo: app.Repo}
+	s := outbox.Status{SHA: sha, State: "failure", Description: description,
+		TargetURL: strings.TrimSuffix(n.links.PublicURL, "/") + "/", Context: StatusContext(app.Name)}
+	if _, err := outbox.EnqueueStatus(ctx, store.NewQueries(tx), t, s); err != nil {
+		return fmt.Errorf("refusal status of %s: %w", app.Name, err)
+	}
+	return nil
+}
+
 // replyThread is Keystone's one reply to the comment commentID.
 func replyThread(issue int, commentID int64) outbox.Thread {
 	return outbox.Thread{Issue: issue, Key: fmt.Sprintf("reply:%d", commentID)}

@@ -7,6 +7,8 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/keystone-app/keystone/internal/github/githubtest"
 	"github.com/keystone-app/keystone/internal/outbox/outboxtest"
 	"github.com/keystone-app/keystone/internal/store"
@@ -125,5 +127,25 @@ func TestOnlyChangesArePosted(t *testing.T) {
 	outboxtest.WaitIdle(t, e.st, 20*time.Second)
 	if n := len(e.gh.Statuses(fullRepo, sha1)); n != 1 {
 		t.Errorf("%d statuses for one state, want 1", n)
+	}
+}
+
+// TestPushRefusedIsAFailureStatus: an app a push may not create or re-point
+// gets a failure status on the pushed SHA under its own context, through the
+// outbox, though it has no row.
+func TestPushRefusedIsAFailureStatus(t *testing.T) {
+	e := newEnv(t)
+	err := e.st.InTx(t.Context(), func(tx pgx.Tx, _ *store.Queries) error {
+		return e.notifier.PushRefused(t.Context(), tx, store.App{InstallationID: inst, Owner: "acme", Repo: "web", Name: "api"},
+			sha1, "Not deployed: api is not declared for tmp on main")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outboxtest.WaitIdle(t, e.st, 20*time.Second)
+	sts := e.gh.Statuses(fullRepo, sha1)
+	if len(sts) != 1 || sts[0].State != "failure" || sts[0].Context != "keystone/api" ||
+		sts[0].Description != "Not deployed: api is not declared for tmp on main" {
+		t.Fatalf("statuses %+v", sts)
 	}
 }

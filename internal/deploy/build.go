@@ -102,8 +102,8 @@ func (e *Engine) buildImage(ctx context.Context, r *run) (string, error) {
 		if errors.Is(context.Cause(buildCtx), errBuildTimeout) {
 			return "", e.buildError(buildCtx, errBuildTimeout)
 		}
-		r.log.Printf("Build failed: %s", r.log.redactor.redact(firstLine(failed.message)))
-		return "", &failure{descBuildFailed(r.log.redactor.redact(failed.describe(e.syntaxOf(ctx, r))))}
+		r.log.Printf("Build failed: %s", r.log.redactor.Redact(firstLine(failed.message)))
+		return "", &failure{descBuildFailed(r.log.redactor.Redact(failed.describe(e.syntaxOf(ctx, r))))}
 	}
 	if err := tar.Close(); err != nil {
 		return "", fmt.Errorf("stream the build context: %w", err)
@@ -330,7 +330,7 @@ func (e *Engine) readBuild(ctx context.Context, body io.Reader, r *run) (string,
 			if msg == "" {
 				msg = m.ErrorDetail.Message
 			}
-			step.failed = strings.TrimSpace(r.log.redactor.redact(msg))
+			step.failed = strings.TrimSpace(r.log.redactor.Redact(msg))
 		}
 		if len(m.Aux) > 0 {
 			var aux struct{ ID string }

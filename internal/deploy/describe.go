@@ -98,6 +98,13 @@ func descLocked(app, by, reason string) string {
 	return clipDescription(s)
 }
 
+// descNotDeclared refuses an app that a push to branch may not create or
+// re-point, naming who can allow it.
+func descNotDeclared(app, branch, defaultBranch string) string {
+	return clipDescription(fmt.Sprintf("Not deployed: %s is not declared for %s on %s; add it to %s's .keystone.yml, or an admin runs keystone app allow",
+		app, branch, defaultBranch, defaultBranch))
+}
+
 const descRemoved = "Not deployed: the app is no longer in .keystone.yml"
 
 // descErrored is Keystone's or the infrastructure's failure, naming what

@@ -59,6 +59,8 @@ type options struct {
 	cfg     deploy.Config
 	workers int
 	docker  string // the engine's DOCKER_HOST; "" for the test's engine
+	// notifier hears of deployments; nil: nobody.
+	notifier deploy.Notifier
 }
 
 func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
@@ -90,7 +92,7 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 		engineDocker = c
 	}
 	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
-		Logger: logger, Jobs: lateJobList{h}}, o.cfg)
+		Notifier: o.notifier, Logger: logger, Jobs: lateJobList{h}}, o.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,11 +5,11 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/store"
 )
 
@@ -25,7 +25,6 @@ const (
 	maxLineBytes  = 8 << 10
 	flushLines    = 200
 	flushInterval = 150 * time.Millisecond
-	redactedText  = "[redacted]"
 )
 
 // LogAppender stores lines of a deployment's log; *store.Store implements it.
@@ -33,33 +32,11 @@ type LogAppender interface {
 	AppendDeploymentLog(ctx context.Context, deploymentID int64, lines []string, limit store.LogLimit) (int, error)
 }
 
-// redactor replaces every secret value in a line. Values are matched
-// longest first so that one containing another is replaced whole; a value
-// spanning lines is also matched line by line.
-type redactor struct{ values []string }
-
-func newRedactor(values ...string) *redactor {
-	r := &redactor{}
-	for _, v := range values {
-		for _, part := range append([]string{v}, strings.Split(v, "\n")...) {
-			part = strings.TrimRight(part, "\r")
-			if part != "" && !slices.Contains(r.values, part) {
-				r.values = append(r.values, part)
-			}
-		}
-	}
-	slices.SortFunc(r.values, func(a, b string) int { return len(b) - len(a) })
-	return r
-}
-
-func (r *redactor) redact(s string) string {
-	for _, v := range r.values {
-		if strings.Contains(s, v) {
-			s = strings.ReplaceAll(s, v, redactedText)
-		}
-	}
-	return s
-}
+// newLogRedactor is the one redactor of everything Keystone stores or says
+// about a deployment: secrets.Redactor, fuzzed, which masks overlapping
+// values whole and lines of a multi-line value only when long enough not to
+// give the value away.
+func newLogRedactor(values map[string]string) *secrets.Redactor { return secrets.NewRedactor(values) }
 
 // deployLog buffers a deployment's log and stores it in batches, at least
 // every flushInterval, so readers following it see lines as they come. Every
@@ -67,7 +44,7 @@ func (r *redactor) redact(s string) string {
 type deployLog struct {
 	store    LogAppender
 	id       int64
-	redactor *redactor
+	redactor *secrets.Redactor
 	limit    store.LogLimit
 	logger   *slog.Logger
 
@@ -79,7 +56,7 @@ type deployLog struct {
 	closed  bool
 }
 
-func newDeployLog(st LogAppender, id int64, r *redactor, limit store.LogLimit, logger *slog.Logger) *deployLog {
+func newDeployLog(st LogAppender, id int64, r *secrets.Redactor, limit store.LogLimit, logger *slog.Logger) *deployLog {
 	l := &deployLog{store: st, id: id, redactor: r, limit: limit, logger: logger, done: make(chan struct{})}
 	l.stopped.Add(1)
 	go l.flushLoop()
@@ -106,17 +83,25 @@ func (l *deployLog) Printf(format string, args ...any) {
 }
 
 // Write takes output (a build's, a container's) and adds it line by line;
-// a trailing partial line waits for its end or for Close.
+// a trailing partial line waits for its end or for Close. A line longer than
+// maxLineBytes is stored in pieces, each cut only once the bytes after it
+// are known well enough (the longest secret) that no secret is cut in two.
 func (l *deployLog) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	l.partial.Write(p)
-	var lines []string
+	type piece struct {
+		text     string
+		redacted bool
+	}
+	var lines []piece
 	for {
 		b := l.partial.Bytes()
 		i := bytes.IndexAny(b, "\r\n")
 		if i < 0 {
-			if len(b) > maxLineBytes {
-				lines = append(lines, string(l.partial.Next(maxLineBytes)))
+			if len(b) > maxLineBytes+l.redactor.MaxLen() {
+				text, used := l.redactor.RedactCut(string(b), maxLineBytes)
+				lines = append(lines, piece{text, true})
+				l.partial.Next(used)
 				continue
 			}
 			break
@@ -130,17 +115,25 @@ func (l *deployLog) Write(p []byte) (int, error) {
 				end = i + 2
 			}
 		}
-		lines = append(lines, string(b[:i]))
+		lines = append(lines, piece{string(b[:i]), false})
 		l.partial.Next(end)
 	}
 	l.mu.Unlock()
-	for _, line := range lines {
-		l.add(line)
+	for _, p := range lines {
+		if p.redacted {
+			l.addRedacted(p.text)
+		} else {
+			l.add(p.text)
+		}
 	}
 	return len(p), nil
 }
 
-func (l *deployLog) add(line string) {
+// add redacts a whole line, then stores it in pieces of at most
+// maxLineBytes: a cut after redaction cannot split a secret.
+func (l *deployLog) add(line string) { l.addRedacted(l.redactor.Redact(line)) }
+
+func (l *deployLog) addRedacted(line string) {
 	for len(line) > maxLineBytes {
 		l.append(line[:maxLineBytes])
 		line = line[maxLineBytes:]
@@ -149,7 +142,6 @@ func (l *deployLog) add(line string) {
 }
 
 func (l *deployLog) append(line string) {
-	line = l.redactor.redact(line)
 	l.mu.Lock()
 	l.pending = append(l.pending, line)
 	full := len(l.pending) >= flushLines
@@ -165,7 +157,7 @@ func (l *deployLog) Tail(ctx context.Context, header string, lines []string) {
 	l.Flush(ctx)
 	out := []string{"==> " + header}
 	for _, line := range lines {
-		out = append(out, l.redactor.redact(line))
+		out = append(out, l.redactor.Redact(line))
 	}
 	limit := store.LogLimit{Lines: l.limit.Lines + tailReserve.Lines, Bytes: l.limit.Bytes + tailReserve.Bytes}
 	if _, err := l.store.AppendDeploymentLog(ctx, l.id, out, limit); err != nil {

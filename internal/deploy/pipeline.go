@@ -80,13 +80,9 @@ func (e *Engine) work(ctx context.Context, jobID int64, attempt, maxAttempts int
 	}
 	logger := e.logger.With(slog.Int64("job_id", jobID), slog.String("app", app.Key()), slog.Int64("deployment_id", d.ID))
 	secrets, secretsErr := e.appSecrets(ctx, app.ID)
-	values := make([]string, 0, len(secrets))
-	for _, v := range secrets {
-		values = append(values, v)
-	}
 	r := &run{instance: instance, app: app, d: d, secrets: secrets, logger: logger, attempt: attempt, maxAttempts: maxAttempts,
 		repo: Repo{Owner: app.Owner, Name: app.Repo, CloneURL: app.CloneURL},
-		log:  newDeployLog(e.store, d.ID, newRedactor(values...), e.cfg.LogLimit, logger)}
+		log:  newDeployLog(e.store, d.ID, newLogRedactor(secrets), e.cfg.LogLimit, logger)}
 	defer r.log.Close()
 	if cur, err := e.store.Deployment(ctx, app.CurrentDeploymentID); err == nil {
 		r.servingSHA = cur.SHA
@@ -258,9 +254,12 @@ func (e *Engine) imageKept(ctx context.Context, instance, id string) bool {
 func (e *Engine) retry(ctx context.Context, r *run, err error) error {
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	reason := errorSummary(err)
-	r.logger.WarnContext(ctx, "deploy attempt failed", slog.Int("attempt", r.attempt), slog.String("error", r.log.redactor.redact(err.Error())))
-	r.log.Printf("Attempt %d of %d failed: %s", r.attempt, r.maxAttempts, r.log.redactor.redact(err.Error()))
+	// Every text of err that leaves here (the description, the log, River's
+	// record of the attempt, read again for a stranded deployment) is redacted.
+	err = redactedError{msg: r.log.redactor.Redact(err.Error()), err: err}
+	reason := r.log.redactor.Redact(errorSummary(err))
+	r.logger.WarnContext(ctx, "deploy attempt failed", slog.Int("attempt", r.attempt), slog.String("error", err.Error()))
+	r.log.Printf("Attempt %d of %d failed: %s", r.attempt, r.maxAttempts, err.Error())
 	e.endStep(cctx, r, reason)
 	if app, aerr := e.store.App(cctx, r.app.ID); aerr == nil {
 		if rerr := e.reconcileApp(cctx, r.instance, app, r.logger); rerr != nil {
@@ -278,6 +277,16 @@ func (e *Engine) retry(ctx context.Context, r *run, err error) error {
 	}
 	return err
 }
+
+// redactedError is err with its text redacted of the app's secrets; errors.Is
+// and errors.As still see err.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e redactedError) Error() string { return e.msg }
+func (e redactedError) Unwrap() error { return e.err }
 
 // errorSummary says what went wrong in a few words, for a description.
 func errorSummary(err error) string {
@@ -342,6 +351,7 @@ func (e *Engine) endStep(ctx context.Context, r *run, errText string) {
 // final, so that a reader following it until the deployment finishes
 // misses no line.
 func (e *Engine) finish(ctx context.Context, r *run, state, description string) error {
+	description = r.log.redactor.Redact(description) // it reaches GitHub and the audit trail
 	e.endStep(ctx, r, "")
 	r.log.Printf("%s", description)
 	r.log.Flush(ctx)

@@ -47,9 +47,14 @@ type push struct {
 	repo          Repo
 	branch        string
 	sha           string
+	before        string
+	rawPushedAt   int64 // the payload's repository.pushed_at; 0 when absent
 	actor         string
 	defaultBranch string
 	pushedAt      time.Time
+	// declared maps each app of the default branch's .keystone.yml to the
+	// branch it tracks there; read only for a push to another branch.
+	declared map[string]string
 }
 
 func parsePush(d store.Delivery) (push, error) {
@@ -66,7 +71,10 @@ func parsePush(d store.Delivery) (push, error) {
 		repo:   Repo{Owner: owner, Name: ev.GetRepo().GetName(), CloneURL: ev.GetRepo().GetCloneURL()},
 		branch: strings.TrimPrefix(ev.GetRef(), "refs/heads/"), sha: ev.GetAfter(),
 		actor: ev.GetSender().GetLogin(), defaultBranch: ev.GetRepo().GetDefaultBranch(),
-		pushedAt: ev.GetRepo().GetPushedAt().Time,
+		pushedAt: ev.GetRepo().GetPushedAt().Time, before: ev.GetBefore(),
+	}
+	if !p.pushedAt.IsZero() {
+		p.rawPushedAt = p.pushedAt.Unix()
 	}
 	if full := ev.GetRepo().GetFullName(); strings.Count(full, "/") == 1 {
 		p.repo.Owner, p.repo.Name, _ = strings.Cut(full, "/")
@@ -99,6 +107,17 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[queue.PushArgs]) e
 		return e.store.MarkDeliveryProcessed(ctx, delivery.ID)
 	}
 	logger = logger.With(slog.String("repository", p.repo.FullName()), slog.String("branch", p.branch), slog.String("sha", p.sha))
+	// A push is deployed once: its signed body re-sent under a new delivery
+	// id (a replay) finds the push held by the first delivery.
+	first, err := e.store.ClaimPush(ctx, store.PushKey{Repository: p.repo.FullName(), Ref: "refs/heads/" + p.branch,
+		Before: p.before, After: p.sha, PushedAt: p.rawPushedAt}, p.deliveryID)
+	if err != nil {
+		return err
+	}
+	if first != p.deliveryID {
+		logger.WarnContext(ctx, "push ignored: another delivery carried it already (a replay)", slog.Int64("first_delivery", first))
+		return e.store.MarkDeliveryProcessed(ctx, delivery.ID)
+	}
 	file, invalid, err := e.readConfig(ctx, p)
 	if err != nil {
 		if job.Attempt < job.MaxAttempts && !errors.Is(err, errNoTokens) {
@@ -111,7 +130,51 @@ func (w *pushWorker) Work(ctx context.Context, job *river.Job[queue.PushArgs]) e
 	if invalid != nil {
 		return e.recordPush(ctx, p, logger, nil, descInvalidConfig(invalid.Error()), store.StateFailed, invalid.Lines()...)
 	}
+	if p.branch != p.defaultBranch && len(file.Tracking(p.branch)) > 0 {
+		if p.declared, err = e.declaredApps(ctx, p, logger); err != nil {
+			if job.Attempt < job.MaxAttempts {
+				logger.WarnContext(ctx, "push: reading the default branch failed, will retry", slog.String("error", err.Error()))
+				return err
+			}
+			return e.recordPush(ctx, p, logger, nil, descErrored(errorSummary(err), ""), store.StateErrored)
+		}
+	}
 	return e.recordPush(ctx, p, logger, file, "", "")
+}
+
+// declaredApps reads the .keystone.yml at the head of the repository's
+// default branch and returns which branch each app it lists tracks: the apps
+// that exist (SPEC §5). A missing or invalid file declares none.
+func (e *Engine) declaredApps(ctx context.Context, p push, logger *slog.Logger) (map[string]string, error) {
+	if e.tokens == nil {
+		return nil, errNoTokens
+	}
+	token, err := e.tokens.InstallationToken(ctx, p.installation)
+	if err != nil {
+		return nil, fmt.Errorf("get an installation token: %w", err)
+	}
+	sha, err := e.sources.FetchBranchHead(ctx, p.repo, token, p.defaultBranch)
+	if err != nil {
+		return nil, err
+	}
+	raw, found, err := e.sources.ReadFile(ctx, p.repo, sha, keystoneyml.FileName, keystoneyml.MaxSize)
+	switch {
+	case err != nil && !found:
+		return nil, err
+	case err != nil || !found: // too large, or absent: declares nothing
+		return map[string]string{}, nil
+	}
+	f, err := keystoneyml.Parse(raw, p.defaultBranch)
+	if err != nil {
+		logger.WarnContext(ctx, "the default branch's .keystone.yml is invalid: it declares no app",
+			slog.String("default_branch", p.defaultBranch), slog.String("error", err.Error()))
+		return map[string]string{}, nil
+	}
+	out := map[string]string{}
+	for _, a := range f.Apps {
+		out[a.Name] = a.Branch
+	}
+	return out, nil
 }
 
 // readConfig fetches the pushed commit and reads its .keystone.yml. A
@@ -184,7 +247,7 @@ func (e *Engine) recordPush(ctx context.Context, p push, logger *slog.Logger, fi
 			}
 			return q.MarkDeliveryProcessed(ctx, p.deliveryID)
 		}
-		apps, err := e.applyConfig(ctx, q, p, file, known, logger)
+		apps, err := e.applyConfig(ctx, tx, q, p, file, known, logger)
 		if err != nil {
 			return err
 		}
@@ -217,23 +280,36 @@ type trackingApp struct {
 }
 
 // applyConfig brings the repository's apps in line with the file at the
-// pushed commit of branch p.branch, and returns the apps to deploy. Only the
-// file on an app's own branch may change it: an app that tracks another
-// branch is not taken over by this push. An app tracking this branch that
-// the file no longer lists there is moved (the file names another branch)
-// or removed.
-func (e *Engine) applyConfig(ctx context.Context, q *store.Queries, p push, file *keystoneyml.File,
+// pushed commit, and returns the apps to deploy (SPEC §5).
+//
+// Which apps exist and which branch each tracks is the default branch's
+// business: its push creates, re-creates, re-points (back to itself, or to
+// the branch it names) and removes apps. A push to another branch deploys
+// the apps that track it already; it may create, re-create or re-point one
+// only when the default branch's file gives it that branch or an admin
+// allowed it (keystone app allow); otherwise the app gets a failure status
+// saying so, and nothing changes. This is what keeps a branch anyone may
+// push to from taking over an app, its secrets and its port.
+func (e *Engine) applyConfig(ctx context.Context, tx pgx.Tx, q *store.Queries, p push, file *keystoneyml.File,
 	known []store.App, logger *slog.Logger) ([]trackingApp, error) {
 	byName := map[string]store.App{}
 	for _, a := range known {
 		byName[a.Name] = a
 	}
+	isDefault := p.branch == p.defaultBranch
 	var out []trackingApp
 	for _, entry := range file.Tracking(p.branch) {
-		if a, ok := byName[entry.Name]; ok && a.Branch != p.branch {
-			logger.WarnContext(ctx, "the file names an app that tracks another branch: not deploying it from this one",
-				slog.String("app", entry.Name), slog.String("tracks", a.Branch))
-			continue
+		if a, ok := byName[entry.Name]; !isDefault && !(ok && a.Branch == p.branch) {
+			allowed, err := e.mayTrack(ctx, q, p, entry.Name)
+			if err != nil {
+				return nil, err
+			}
+			if !allowed {
+				if err := e.refuseApp(ctx, tx, p, entry.Name, logger); err != nil {
+					return nil, err
+				}
+				continue
+			}
 		}
 		raw, err := json.Marshal(entry)
 		if err != nil {
@@ -246,13 +322,14 @@ func (e *Engine) applyConfig(ctx context.Context, q *store.Queries, p push, file
 		}
 		out = append(out, trackingApp{app: app, config: raw})
 	}
+	if !isDefault {
+		return out, nil // only the default branch moves or removes apps
+	}
 	for _, a := range known {
-		if a.Branch != p.branch {
-			continue
-		}
 		entry, listed := file.App(a.Name)
 		switch {
-		case listed && entry.Branch == p.branch:
+		case listed && entry.Branch == p.branch: // upserted above
+		case listed && entry.Branch == a.Branch:
 		case listed:
 			raw, err := json.Marshal(entry)
 			if err != nil {
@@ -263,17 +340,62 @@ func (e *Engine) applyConfig(ctx context.Context, q *store.Queries, p push, file
 			}
 			logger.InfoContext(ctx, "app moved to another branch", slog.String("app", a.Name), slog.String("branch", entry.Branch))
 		default:
-			if err := q.RemoveApp(ctx, a.ID); err != nil {
+			if allowed, err := q.AllowedBranch(ctx, a.Owner, a.Repo, a.Name); err != nil {
+				return nil, err
+			} else if allowed != "" && allowed == a.Branch {
+				continue // an admin allowed it on its branch
+			}
+			if err := e.removeApp(ctx, q, p, a, logger); err != nil {
 				return nil, err
 			}
-			if err := q.AppendAudit(ctx, store.AuditEvent{Actor: p.actor, Action: store.AuditAppRemoved, Target: a.Key(),
-				Details: map[string]any{"sha": p.sha, "branch": p.branch}}); err != nil {
-				return nil, err
-			}
-			logger.WarnContext(ctx, "app no longer in .keystone.yml: removed, its container will be stopped", slog.String("app", a.Name))
 		}
 	}
 	return out, nil
+}
+
+// mayTrack reports whether a push to p.branch may create, re-create or
+// re-point app name: the default branch's file gives it that branch, or an
+// admin allowed it.
+func (e *Engine) mayTrack(ctx context.Context, q *store.Queries, p push, name string) (bool, error) {
+	if b, ok := p.declared[name]; ok && b == p.branch {
+		return true, nil
+	}
+	allowed, err := q.AllowedBranch(ctx, p.repo.Owner, p.repo.Name, name)
+	return allowed != "" && allowed == p.branch, err
+}
+
+// refuseApp tells, with a failure status on the pushed commit, that app
+// name may not deploy from p.branch, and who can allow it.
+func (e *Engine) refuseApp(ctx context.Context, tx pgx.Tx, p push, name string, logger *slog.Logger) error {
+	logger.WarnContext(ctx, "push may not create or re-point an app from this branch: refused",
+		slog.String("app", name), slog.String("default_branch", p.defaultBranch))
+	if e.notifier == nil {
+		return nil
+	}
+	app := store.App{InstallationID: p.installation, Owner: p.repo.Owner, Repo: p.repo.Name, Name: name, Branch: p.branch}
+	if err := e.notifier.PushRefused(ctx, tx, app, p.sha, descNotDeclared(name, p.branch, p.defaultBranch)); err != nil {
+		return fmt.Errorf("report the refusal of app %s on %s: %w", name, p.branch, err)
+	}
+	return nil
+}
+
+// removeApp removes an app the default branch's file no longer lists, with
+// its secrets, and audits both.
+func (e *Engine) removeApp(ctx context.Context, q *store.Queries, p push, a store.App, logger *slog.Logger) error {
+	deleted, err := q.RemoveApp(ctx, a.ID)
+	if err != nil {
+		return err
+	}
+	if deleted == nil {
+		deleted = []string{}
+	}
+	if err := q.AppendAudit(ctx, store.AuditEvent{Actor: p.actor, Action: store.AuditAppRemoved, Target: a.Key(),
+		Details: map[string]any{"sha": p.sha, "branch": p.branch, "secrets_deleted": deleted}}); err != nil {
+		return err
+	}
+	logger.WarnContext(ctx, "app no longer in .keystone.yml: removed with its secrets, its container will be stopped",
+		slog.String("app", a.Name), slog.Int("secrets_deleted", len(deleted)))
+	return nil
 }
 
 // createPushDeployment records the push's deployment of app: queued with

@@ -268,8 +268,13 @@ func (e *Engine) endStranded(ctx context.Context, instance string, s store.Stran
 	if cur, err := e.store.Deployment(ctx, app.CurrentDeploymentID); err == nil {
 		serving = cur.SHA
 	}
-	reason := strandedReason(s)
-	log := newDeployLog(e.store, d.ID, newRedactor(), e.cfg.LogLimit, logger)
+	secrets, err := e.appSecrets(ctx, app.ID)
+	if err != nil {
+		return err
+	}
+	redactor := newLogRedactor(secrets)
+	reason := redactor.Redact(strandedReason(s)) // the job's last error may hold a secret
+	log := newDeployLog(e.store, d.ID, redactor, e.cfg.LogLimit, logger)
 	log.Printf("This deployment's job ended without finishing it: %s", reason)
 	log.Close()
 	_, err = e.update(ctx, func(q *store.Queries) (store.Deployment, error) {

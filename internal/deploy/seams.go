@@ -38,6 +38,10 @@ type Request struct {
 // writes (the GitHub outbox) commits or rolls back with it.
 type Notifier interface {
 	DeploymentChanged(ctx context.Context, tx pgx.Tx, app store.App, d store.Deployment) error
+	// PushRefused reports that a push may not create or re-point app (which
+	// may not be stored: it carries the installation, repository and name)
+	// from its branch: a failure status on sha with description.
+	PushRefused(ctx context.Context, tx pgx.Tx, app store.App, sha, description string) error
 }
 
 // Secrets supplies an app's secret variables, decrypted. They are set in the

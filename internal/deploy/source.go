@@ -18,6 +18,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/keystone-app/keystone/internal/secrets"
 )
 
 // Sources keeps one bare mirror per repository under DataDir/sources and
@@ -91,6 +93,30 @@ func (s *Sources) Fetch(ctx context.Context, r Repo, token, sha string) (bool, e
 		return nil
 	})
 	return err == nil, err
+}
+
+// FetchBranchHead fetches the head commit of branch (depth 1) into the
+// mirror and returns its SHA: the default branch's, whose .keystone.yml says
+// which apps exist.
+func (s *Sources) FetchBranchHead(ctx context.Context, r Repo, token, branch string) (string, error) {
+	if branch == "" || strings.ContainsAny(branch, ": \t\n*?[\\^~") || strings.Contains(branch, "..") {
+		return "", fmt.Errorf("fetch branch %q of %s: not a branch name", branch, r.FullName())
+	}
+	ref := "refs/keystone/head"
+	var sha string
+	err := s.withMirror(ctx, r, func(dir string) error {
+		if _, err := s.git(ctx, dir, token, nil, "fetch", "--quiet", "--no-tags", "--no-write-fetch-head", "--depth=1",
+			r.CloneURL, "+refs/heads/"+branch+":"+ref); err != nil {
+			return fmt.Errorf("fetch branch %s of %s: %w", branch, r.FullName(), err)
+		}
+		out, err := s.git(ctx, dir, "", nil, "rev-parse", "--verify", "--quiet", ref+"^{commit}")
+		if err != nil {
+			return fmt.Errorf("read the head of branch %s of %s: %w", branch, r.FullName(), err)
+		}
+		sha = strings.TrimSpace(string(out))
+		return nil
+	})
+	return sha, err
 }
 
 // FetchBranches refreshes the mirror's copy of every branch of the
@@ -316,7 +342,8 @@ func (s *Sources) git(ctx context.Context, dir, token string, stdin io.Reader, a
 	if err := cmd.Run(); err != nil {
 		msg := stderr.String()
 		if token != "" {
-			msg = strings.ReplaceAll(msg, token, "[redacted]")
+			// The token, and the basic-auth form git sends it in.
+			msg = secrets.NewRedactor(map[string]string{"token": token, "basic": basicAuth(token)}).Redact(msg)
 		}
 		return nil, &GitError{Op: args[0], Stderr: msg, err: err}
 	}
@@ -335,7 +362,7 @@ func (s *Sources) command(ctx context.Context, dir, token string, args ...string
 		"GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null", "GIT_TERMINAL_PROMPT=0", "GIT_ASKPASS=",
 	}
 	if token != "" {
-		auth := base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
+		auth := basicAuth(token)
 		cmd.Env = append(cmd.Env, "GIT_CONFIG_COUNT=2",
 			"GIT_CONFIG_KEY_0=http.extraHeader", "GIT_CONFIG_VALUE_0=Authorization: Basic "+auth,
 			// No credential helper may store or offer anything.
@@ -345,6 +372,11 @@ func (s *Sources) command(ctx context.Context, dir, token string, args ...string
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	cmd.WaitDelay = 5 * time.Second
 	return cmd
+}
+
+// basicAuth is the credentials of HTTP basic auth x-access-token:<token>.
+func basicAuth(token string) string {
+	return base64.StdEncoding.EncodeToString([]byte("x-access-token:" + token))
 }
 
 // GitError is a failed git command with what it printed (token removed).

@@ -72,13 +72,9 @@ func (e *Engine) ContainerState(ctx context.Context, app store.App) (ContainerSt
 	if err != nil {
 		return st, err
 	}
-	values := make([]string, 0, len(secrets))
-	for _, v := range secrets {
-		values = append(values, v)
-	}
-	r := newRedactor(values...)
+	r := newLogRedactor(secrets)
 	for _, l := range lines {
-		st.Output = append(st.Output, r.redact(l))
+		st.Output = append(st.Output, r.Redact(l))
 	}
 	return st, nil
 }

@@ -98,7 +98,7 @@ func (m *memLog) AppendDeploymentLog(_ context.Context, _ int64, lines []string,
 
 func TestDeployLogSplitsAndRedacts(t *testing.T) {
 	st := &memLog{}
-	l := newDeployLog(st, 1, newRedactor("hunter2", "multi\nline-secret"), DefaultLogLimit, slog.New(slog.DiscardHandler))
+	l := newDeployLog(st, 1, newLogRedactor(map[string]string{"A": "hunter2", "B": "multi\nline-secret"}), DefaultLogLimit, slog.New(slog.DiscardHandler))
 	for _, chunk := range []string{"Step 1/2 : FROM scratch\n", "par", "tial line\r", "\nprogress 10%\rprogress 100%\n",
 		"password is hunter2\n", "multi\n", "a line-secret here\n", strings.Repeat("x", maxLineBytes+5) + "\n", "no end"} {
 		_, _ = l.Write([]byte(chunk))
@@ -106,7 +106,7 @@ func TestDeployLogSplitsAndRedacts(t *testing.T) {
 	l.Printf("Keystone says %s", "hello")
 	l.Close()
 	want := []string{"Step 1/2 : FROM scratch", "partial line", "progress 10%", "progress 100%",
-		"password is [redacted]", "[redacted]", "a [redacted] here", strings.Repeat("x", maxLineBytes), "xxxxx",
+		"password is [redacted]", "multi", "a [redacted] here", strings.Repeat("x", maxLineBytes), "xxxxx",
 		"==> Keystone says hello", "no end"}
 	if !slices.Equal(st.lines, want) {
 		t.Fatalf("lines\n got %q\nwant %q", st.lines, want)

@@ -60,6 +60,7 @@ func TestEveryAuditedActionLeavesItsEvent(t *testing.T) {
 		{cliActor, "user.removed", "user:tmp", map[string]any{}, "user remove tmp"},
 		{cliActor, "secret.set", appKey, map[string]any{"name": "KEEP", "key_id": "old"}, "secret set KEEP"},
 		{cliActor, "secret.unset", appKey, map[string]any{"name": "DROP"}, "secret unset DROP"},
+		{cliActor, "app.allowed", appKey, map[string]any{"branch": "staging"}, "app allow"},
 		{cliActor, "keys.rotated", "secrets", map[string]any{"key_id": "new", "rotated": 1}, "keys rotate"},
 		{"ada", "login.failed", "user:ada", map[string]any{"method": "password"}, "wrong password"},
 		{"ada", "login.succeeded", "user:ada", map[string]any{}, "sign in"},
@@ -74,7 +75,7 @@ func TestEveryAuditedActionLeavesItsEvent(t *testing.T) {
 		{"alice", "deployment.requested", appKey, map[string]any{"kind": "update", "sha": v1, "trigger": "comment"}, "deploy comment"},
 		{"keystone", "deployment.finished", appKey, map[string]any{"kind": "update", "sha": v1, "state": "succeeded"}, "deploy comment finished"},
 		{"bob", "command.denied", repoName, map[string]any{"verb": "lock", "comment_id": denied.ID}, "bob's lock comment"},
-		{"alice", "app.removed", appKey, map[string]any{"branch": "main"}, "push without web"},
+		{"alice", "app.removed", appKey, map[string]any{"branch": "main", "secrets_deleted": []string{"KEEP"}}, "push without web"},
 	}
 	coversEveryAction(t, append(want, firstRunAudit()...)) // the setup's: TestFirstRunInOneClick
 	// app.removed is the last to be written; the push is handled in the
@@ -138,6 +139,7 @@ func cliActions(t *testing.T, s *stack) {
 	s.mustCLI(t, "kept value\n", "secret", "set", repoName, "web", "KEEP")
 	s.mustCLI(t, "dropped value\n", "secret", "set", repoName, "web", "DROP")
 	s.mustCLI(t, "", "secret", "unset", repoName, "web", "DROP")
+	s.mustCLI(t, "", "app", "allow", repoName, "web", "staging")
 	s.cliKeys = s.env["KEYSTONE_ENCRYPTION_KEYS"] // new first, old still readable
 	if r := s.mustCLI(t, "", "keys", "rotate"); !strings.Contains(r.stdout, "re-encrypted 1 secrets under key new") {
 		t.Fatalf("keys rotate: %s", r)

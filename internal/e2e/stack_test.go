@@ -68,6 +68,8 @@ func newStack(t *testing.T, keys string) *stack {
 		"KEYSTONE_GITHUB_API_URL": e.GitHub.URL, "KEYSTONE_PUBLIC_URL": publicURL,
 		"KEYSTONE_PORT_RANGE": e.PortRange.String(), "KEYSTONE_APP_HOST": "127.0.0.1",
 		"KEYSTONE_ENCRYPTION_KEYS": keys,
+		// A push's clone_url must be the repository's URL under it.
+		"KEYSTONE_GITHUB_WEB_URL": e.Git.URL,
 	}
 	return &stack{Env: e, env: env, cliKeys: keys}
 }

@@ -49,14 +49,57 @@ func FuzzRedact(f *testing.F) {
 	f.Add("xabcdx abc", "abc", "bcd")
 	f.Add("aaaa", "aa", "a")
 	f.Add("[redacted] red", "red", "act")
+	f.Add("xxhunter2yy", "hunter2", "")
 	f.Fuzz(func(t *testing.T, text, v1, v2 string) {
-		out := NewRedactor(map[string]string{"A": v1, "B": v2}).Redact(text)
-		for _, segment := range strings.Split(out, Mask) {
-			for _, v := range []string{v1, v2} {
-				if v != "" && strings.Contains(segment, v) {
-					t.Fatalf("Redact(%q) with %q, %q = %q: %q survives", text, v1, v2, out, v)
-				}
+		r := NewRedactor(map[string]string{"A": v1, "B": v2})
+		out := r.Redact(text)
+		survives(t, out, v1, v2)
+		// Cut into pieces of 3 bytes the way a log stores a long line (with
+		// MaxLen-1 bytes of look-ahead): no value survives across a cut.
+		var pieces strings.Builder
+		rest := text
+		for len(rest) > 3+r.MaxLen() {
+			piece, used := r.RedactCut(rest, 3)
+			if used < 3 {
+				t.Fatalf("RedactCut used %d bytes, fewer than the cut", used)
+			}
+			pieces.WriteString(piece)
+			rest = rest[used:]
+		}
+		pieces.WriteString(r.Redact(rest))
+		survives(t, pieces.String(), v1, v2)
+	})
+}
+
+func survives(t *testing.T, out, v1, v2 string) {
+	t.Helper()
+	for _, segment := range strings.Split(out, Mask) {
+		for _, v := range []string{v1, v2} {
+			if v != "" && strings.Contains(segment, v) {
+				t.Fatalf("%q with %q, %q: %q survives", out, v1, v2, v)
 			}
 		}
-	})
+	}
+}
+
+// TestRedactCut: a value crossing the cut moves the cut to its end.
+func TestRedactCut(t *testing.T) {
+	r := NewRedactor(map[string]string{"A": "hunter2"})
+	cases := []struct {
+		in       string
+		n        int
+		want     string
+		wantUsed int
+	}{
+		{"abcdefgh", 4, "abcd", 4},
+		{"abhunter2cd", 4, "ab" + Mask, 9},
+		{"abhunter2cd", 2, "ab", 2},
+		{"abhunter2cd", 9, "ab" + Mask, 9},
+		{"abhunter2cd", 99, "ab" + Mask + "cd", 11},
+	}
+	for _, c := range cases {
+		if got, used := r.RedactCut(c.in, c.n); got != c.want || used != c.wantUsed {
+			t.Errorf("RedactCut(%q, %d) = %q, %d; want %q, %d", c.in, c.n, got, used, c.want, c.wantUsed)
+		}
+	}
 }

@@ -151,7 +151,7 @@ func (p *parts) jobsClient() *river.Client[pgx.Tx] { return p.jobs }
 func (p *parts) serve(ctx context.Context) error {
 	intake := queue.NewIntake(p.store, p.jobs)
 	defer intake.Close()
-	hook, err := webhook.NewLiveHandler(p.creds.WebhookSecret, intake, p.logger, p.registry)
+	hook, err := webhook.NewHandler(webhook.Config{LiveSecret: p.creds.WebhookSecret, GitHubWebURL: p.cfg.GitHubWebURL}, intake, p.logger, p.registry)
 	if err != nil {
 		return err
 	}
@@ -188,9 +188,12 @@ func (p *parts) serve(ctx context.Context) error {
 		})
 	}
 	srv := &http.Server{
-		Handler:           router,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       2 * time.Minute, // a 25 MiB delivery on a slow link
+		Handler: router,
+		// Anyone can open a connection: headers must come within 5 s and a
+		// whole request (a 25 MiB delivery included) within 30 s, so slow
+		// clients cannot hold connections and buffers open.
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       30 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(p.logger.Handler(), slog.LevelWarn),
 	}

@@ -132,7 +132,7 @@ func (s *Store) WalkAudit(ctx context.Context, fn func(audit.Record) error) (aud
 	var head audit.Head
 	opts := pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}
 	err := pgx.BeginTxFunc(ctx, s.pool, opts, func(tx pgx.Tx) error {
-		err := tx.QueryRow(ctx, `SELECT last_id, hash FROM audit_chain_head`).Scan(&head.LastID, &head.Hash)
+		err := tx.QueryRow(ctx, `SELECT last_id, hash, pre_chain_last_id FROM audit_chain_head`).Scan(&head.LastID, &head.Hash, &head.PreChainLastID)
 		if err != nil {
 			return fmt.Errorf("read audit chain head: %w", err)
 		}
@@ -173,4 +173,15 @@ func auditPage(ctx context.Context, tx pgx.Tx, after int64) ([]audit.Record, err
 		return nil, fmt.Errorf("read audit events after %d: %w", after, err)
 	}
 	return page, nil
+}
+
+// AuditHead returns the chain's head as the writers recorded it: the last
+// chained event's id and hash (0 and nil before the first).
+func (q *Queries) AuditHead(ctx context.Context) (int64, []byte, error) {
+	var id int64
+	var hash []byte
+	if err := q.db.QueryRow(ctx, `SELECT last_id, hash FROM audit_chain_head`).Scan(&id, &hash); err != nil {
+		return 0, nil, fmt.Errorf("read the audit chain head: %w", err)
+	}
+	return id, hash, nil
 }

@@ -80,8 +80,13 @@ func TestAuditTableIsAppendOnly(t *testing.T) {
 // text PostgreSQL cannot store as given still verify after the round trip.
 func TestAuditChainSurvivesJSONB(t *testing.T) {
 	st := openFresh(t)
-	// An event from before the chain existed: no hash, accepted as unchained.
+	// An event from before the chain existed: no hash, accepted as unchained
+	// because the head records it as older than the chain (as migration
+	// 00604 does for trails begun before the chain).
 	if _, err := st.Pool().Exec(t.Context(), `INSERT INTO audit_events (actor, action) VALUES ('old', 'legacy')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Pool().Exec(t.Context(), `UPDATE audit_chain_head SET pre_chain_last_id = (SELECT max(id) FROM audit_events)`); err != nil {
 		t.Fatal(err)
 	}
 	details := []map[string]any{

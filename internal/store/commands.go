@@ -43,18 +43,22 @@ func scanCommand(row interface{ Scan(...any) error }) (Command, error) {
 }
 
 // InsertCommand records c unless its delivery has a command already, and
-// returns the record as stored, with inserted=false when it existed.
+// returns the record as stored, with inserted=false when it existed. A
+// command of a comment another delivery holds is ErrReplayed.
 func (q *Queries) InsertCommand(ctx context.Context, c Command) (Command, bool, error) {
 	stored, err := scanCommand(q.db.QueryRow(ctx, `
 		INSERT INTO github_commands (delivery_id, installation_id, owner, repo, issue_number, comment_id, actor, verb,
 			outcome, app_id)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, NULLIF($10, 0))
-		ON CONFLICT (delivery_id) DO NOTHING
+		ON CONFLICT DO NOTHING
 		RETURNING `+commandColumns,
 		c.DeliveryID, c.InstallationID, noNUL(c.Owner), noNUL(c.Repo), c.IssueNumber, c.CommentID, noNUL(c.Actor),
 		noNUL(c.Verb), c.Outcome, c.AppID))
 	if errors.Is(err, pgx.ErrNoRows) {
 		existing, err := q.CommandByDelivery(ctx, c.DeliveryID)
+		if errors.Is(err, ErrNotFound) {
+			return Command{}, false, fmt.Errorf("command of comment %d in delivery %d: %w", c.CommentID, c.DeliveryID, ErrReplayed)
+		}
 		return existing, false, err
 	}
 	if err != nil {

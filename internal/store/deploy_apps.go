@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -111,15 +112,28 @@ func (q *Queries) MoveApp(ctx context.Context, id int64, branch string, config j
 	return nil
 }
 
-// RemoveApp marks the app removed and releases its host port. Its
-// deployments are kept; reconciliation stops its containers.
-func (q *Queries) RemoveApp(ctx context.Context, id int64) error {
-	_, err := q.db.Exec(ctx, `UPDATE apps SET removed_at = COALESCE(removed_at, now()), host_port = NULL,
-		updated_at = now() WHERE id = $1`, id)
+// RemoveApp marks the app removed, releases its host port and deletes its
+// secrets, returning their names for the audit event: a later app of the
+// same name starts with none. Its deployments are kept; reconciliation stops
+// its containers.
+func (q *Queries) RemoveApp(ctx context.Context, id int64) (secretsDeleted []string, err error) {
+	var owner, repo, name string
+	err = q.db.QueryRow(ctx, `UPDATE apps SET removed_at = COALESCE(removed_at, now()), host_port = NULL,
+		updated_at = now() WHERE id = $1 RETURNING lower(owner), lower(repo), name`, id).Scan(&owner, &repo, &name)
 	if err != nil {
-		return fmt.Errorf("remove app %d: %w", id, err)
+		return nil, notFound(err, fmt.Sprintf("remove app %d", id))
 	}
-	return nil
+	rows, err := q.db.Query(ctx, `DELETE FROM secrets WHERE owner = $1 AND repo = $2 AND app = $3 RETURNING name`,
+		owner, repo, name)
+	if err != nil {
+		return nil, fmt.Errorf("delete the secrets of removed app %d: %w", id, err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("delete the secrets of removed app %d: %w", id, err)
+	}
+	sort.Strings(names)
+	return names, nil
 }
 
 // SetCurrentDeployment records that deployment serves the app now.

@@ -47,7 +47,7 @@ func TestInstanceIDIsStable(t *testing.T) {
 func TestUpsertAppMatchesRepositoryCaseInsensitively(t *testing.T) {
 	q, _ := storetest.Tx(t)
 	a := createApp(t, q, "Octo", "Shop", "web")
-	if err := q.RemoveApp(t.Context(), a.ID); err != nil {
+	if _, err := q.RemoveApp(t.Context(), a.ID); err != nil {
 		t.Fatal(err)
 	}
 	b := createApp(t, q, "octo", "shop", "web")

@@ -83,6 +83,31 @@ func (q *Queries) RecordLoginFailure(ctx context.Context, keys ...string) error 
 	return nil
 }
 
+// RecordLoginAttempt records a sign-in attempt under each key, as a failure
+// until ForgetLoginAttempt says otherwise, and returns the rows' ids. It is
+// recorded before the password is checked, so that attempts running at once
+// count each other.
+func (q *Queries) RecordLoginAttempt(ctx context.Context, keys ...string) ([]int64, error) {
+	rows, err := q.db.Query(ctx, `INSERT INTO login_failures (key) SELECT unnest($1::text[]) RETURNING id`, noNULs(keys))
+	if err != nil {
+		return nil, fmt.Errorf("record sign-in attempt: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+	if err != nil {
+		return nil, fmt.Errorf("record sign-in attempt: %w", err)
+	}
+	return ids, nil
+}
+
+// ForgetLoginAttempt removes the rows RecordLoginAttempt returned: the
+// attempt succeeded, or was turned away before its password was checked.
+func (q *Queries) ForgetLoginAttempt(ctx context.Context, ids []int64) error {
+	if _, err := q.db.Exec(ctx, `DELETE FROM login_failures WHERE id = ANY($1)`, ids); err != nil {
+		return fmt.Errorf("forget sign-in attempt: %w", err)
+	}
+	return nil
+}
+
 // LoginFailures returns, for the key with the most failures within the last
 // window (by the database's clock), how many it has and how long until the
 // oldest of them leaves the window.

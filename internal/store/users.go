@@ -29,14 +29,15 @@ type User struct {
 	Role         string
 	PasswordHash string // "" for a GitHub-only user
 	GitHubLogin  string // "" when not mapped to a GitHub account
+	GitHubID     int64  // GitHub's user id, from the first GitHub sign-in; 0 before
 	CreatedAt    time.Time
 }
 
-const userColumns = `id, name, role, COALESCE(password_hash, ''), COALESCE(github_login, ''), created_at`
+const userColumns = `id, name, role, COALESCE(password_hash, ''), COALESCE(github_login, ''), COALESCE(github_id, 0), created_at`
 
 func scanUser(row interface{ Scan(...any) error }) (User, error) {
 	var u User
-	err := row.Scan(&u.ID, &u.Name, &u.Role, &u.PasswordHash, &u.GitHubLogin, &u.CreatedAt)
+	err := row.Scan(&u.ID, &u.Name, &u.Role, &u.PasswordHash, &u.GitHubLogin, &u.GitHubID, &u.CreatedAt)
 	return u, err
 }
 
@@ -79,6 +80,25 @@ func (q *Queries) UserByGitHubLogin(ctx context.Context, login string) (User, er
 		return User{}, notFound(err, "user with GitHub login "+login)
 	}
 	return u, nil
+}
+
+// UserByGitHubID returns the user whose GitHub account has id.
+func (q *Queries) UserByGitHubID(ctx context.Context, id int64) (User, error) {
+	u, err := scanUser(q.db.QueryRow(ctx, `SELECT `+userColumns+` FROM users WHERE github_id = $1`, id))
+	if err != nil {
+		return User{}, notFound(err, fmt.Sprintf("user with GitHub id %d", id))
+	}
+	return u, nil
+}
+
+// BindGitHubID records GitHub's user id for user userID, unless one is
+// recorded already; it reports whether it recorded it.
+func (q *Queries) BindGitHubID(ctx context.Context, userID, githubID int64) (bool, error) {
+	tag, err := q.db.Exec(ctx, `UPDATE users SET github_id = $2 WHERE id = $1 AND github_id IS NULL`, userID, githubID)
+	if err != nil {
+		return false, fmt.Errorf("record the GitHub id of user %d: %w", userID, err)
+	}
+	return tag.RowsAffected() == 1, nil
 }
 
 // Users returns every user, by name.

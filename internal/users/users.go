@@ -72,11 +72,37 @@ type Directory struct {
 	// the same time as a wrong password. It is built, not computed: an
 	// argon2id hash at start-up would cost its 19 MiB before anyone signs in.
 	decoy string
+	// hashing holds a slot per argon2id run: each takes Params.MemoryKiB
+	// (19 MiB), and sign-in is open to anyone, so a flood of them must not
+	// take the memory of the host.
+	hashing chan struct{}
 }
+
+// MaxConcurrentHashes is how many password hashes a Directory computes at
+// once; more wait their turn (or their request's end).
+const MaxConcurrentHashes = 4
 
 // NewDirectory returns a directory over st hashing new passwords with p.
 func NewDirectory(st *store.Store, p Params) (*Directory, error) {
-	return &Directory{store: st, params: p, decoy: decoyHash(p)}, nil
+	return &Directory{store: st, params: p, decoy: decoyHash(p), hashing: make(chan struct{}, MaxConcurrentHashes)}, nil
+}
+
+// hash runs fn, an argon2id computation, in one of the hashing slots.
+func (d *Directory) hash(ctx context.Context, fn func()) error {
+	select {
+	case d.hashing <- struct{}{}:
+	case <-ctx.Done():
+		return fmt.Errorf("wait to check a password: %w", ctx.Err())
+	}
+	defer func() { <-d.hashing }()
+	fn()
+	return nil
+}
+
+// checkPassword is CheckPassword in a hashing slot.
+func (d *Directory) checkPassword(ctx context.Context, hash, password string) (ok bool, err error) {
+	err = d.hash(ctx, func() { ok = CheckPassword(hash, password) })
+	return ok, err
 }
 
 // NewUser is what Add needs. Password may be empty only with a GitHubLogin:
@@ -104,7 +130,11 @@ func (d *Directory) Add(ctx context.Context, actor string, nu NewUser) (store.Us
 	u := store.User{Name: nu.Name, Role: nu.Role, GitHubLogin: nu.GitHubLogin}
 	switch {
 	case nu.Password != "":
-		hash, err := HashPassword(nu.Password, d.params)
+		var hash string
+		var err error
+		if herr := d.hash(ctx, func() { hash, err = HashPassword(nu.Password, d.params) }); herr != nil {
+			return store.User{}, herr
+		}
 		if err != nil {
 			return store.User{}, err
 		}
@@ -153,26 +183,54 @@ func (d *Directory) Remove(ctx context.Context, actor, name string) error {
 func (d *Directory) List(ctx context.Context) ([]store.User, error) { return d.store.Users(ctx) }
 
 // Authenticate returns the user called name if password is theirs, and
-// ErrBadCredentials if not. It takes about as long either way.
+// ErrBadCredentials if not. It takes about as long either way, and waits
+// for a hashing slot (MaxConcurrentHashes) first.
 func (d *Directory) Authenticate(ctx context.Context, name, password string) (store.User, error) {
 	u, err := d.store.UserByName(ctx, name)
+	hash := u.PasswordHash
 	switch {
-	case errors.Is(err, store.ErrNotFound):
-		CheckPassword(d.decoy, password)
-		return store.User{}, ErrBadCredentials
+	case errors.Is(err, store.ErrNotFound), err == nil && hash == "":
+		hash = d.decoy // a miss costs what a wrong password costs
 	case err != nil:
 		return store.User{}, err
-	case u.PasswordHash == "":
-		CheckPassword(d.decoy, password)
-		return store.User{}, ErrBadCredentials
-	case !CheckPassword(u.PasswordHash, password):
+	}
+	ok, err := d.checkPassword(ctx, hash, password)
+	switch {
+	case err != nil:
+		return store.User{}, err
+	case !ok || hash == d.decoy:
 		return store.User{}, ErrBadCredentials
 	}
 	return u, nil
 }
 
-// ByGitHubLogin returns the user mapped to a GitHub login (store.ErrNotFound
-// when none is).
-func (d *Directory) ByGitHubLogin(ctx context.Context, login string) (store.User, error) {
-	return d.store.UserByGitHubLogin(ctx, login)
+// ByGitHubIdentity returns the user a GitHub account signs in as, or
+// store.ErrNotFound. The account's numeric id decides: a user already bound
+// to an id matches only that id; a user mapped to login and not yet bound
+// is bound to id now (their first GitHub sign-in). A login renamed away and
+// registered again by someone else therefore gives nothing.
+func (d *Directory) ByGitHubIdentity(ctx context.Context, id int64, login string) (store.User, error) {
+	if id <= 0 {
+		return store.User{}, fmt.Errorf("GitHub user %s has no id: %w", login, store.ErrNotFound)
+	}
+	u, err := d.store.UserByGitHubID(ctx, id)
+	if !errors.Is(err, store.ErrNotFound) {
+		return u, err
+	}
+	u, err = d.store.UserByGitHubLogin(ctx, login)
+	if err != nil {
+		return store.User{}, err
+	}
+	if u.GitHubID != 0 { // bound to another account: login was renamed away
+		return store.User{}, fmt.Errorf("GitHub login %s belongs to another account than user %s's: %w", login, u.Name, store.ErrNotFound)
+	}
+	bound, err := d.store.BindGitHubID(ctx, u.ID, id)
+	switch {
+	case err != nil:
+		return store.User{}, err
+	case !bound: // bound meanwhile by a concurrent sign-in: check again
+		return d.ByGitHubIdentity(ctx, id, login)
+	}
+	u.GitHubID = id
+	return u, nil
 }

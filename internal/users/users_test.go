@@ -173,8 +173,8 @@ func TestDirectory(t *testing.T) {
 			}
 		})
 	}
-	if u, err := dir.ByGitHubLogin(ctx, "OCTO-cat"); err != nil || u.Name != "gh" {
-		t.Fatalf("ByGitHubLogin = %+v, %v", u, err)
+	if u, err := dir.ByGitHubIdentity(ctx, 101, "OCTO-cat"); err != nil || u.Name != "gh" {
+		t.Fatalf("ByGitHubIdentity = %+v, %v", u, err)
 	}
 
 	list, err := dir.List(ctx)

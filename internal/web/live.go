@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,6 +25,41 @@ const (
 	heartbeatEvery = 15 * time.Second
 	plainLogBatch  = 5000
 )
+
+// Live-log streams are long requests that poll the database: each session
+// may hold MaxStreamsPerSession, all together MaxStreams.
+const (
+	MaxStreamsPerSession = 8
+	MaxStreams           = 256
+)
+
+// streamSlots counts the open live-log streams per session and in total.
+type streamSlots struct {
+	mu        sync.Mutex
+	bySession map[string]int
+	total     int
+}
+
+func newStreamSlots() *streamSlots { return &streamSlots{bySession: map[string]int{}} }
+
+// take reserves a stream for session; ok is false when a cap is reached.
+func (s *streamSlots) take(session string) (release func(), ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.total >= MaxStreams || s.bySession[session] >= MaxStreamsPerSession {
+		return nil, false
+	}
+	s.total++
+	s.bySession[session]++
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.total--
+		if s.bySession[session]--; s.bySession[session] <= 0 {
+			delete(s.bySession, session)
+		}
+	}, true
+}
 
 // stateEvent is the data of "state" and "end" events.
 type stateEvent struct {
@@ -47,6 +83,17 @@ func (h *Handler) events(c *gin.Context) {
 	if !ok {
 		return
 	}
+	session := ""
+	if si := current(c); si != nil {
+		session = string(si.session.TokenHash)
+	}
+	release, ok := h.streams.take(session)
+	if !ok {
+		c.Header("Retry-After", "10")
+		c.String(http.StatusTooManyRequests, "Too many live logs open: close some and reload.\n")
+		return
+	}
+	defer release()
 	after := resumePoint(c)
 	ctx := c.Request.Context()
 	c.Header("Content-Type", "text/event-stream")

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/subtle"
 	"errors"
 	"fmt"
@@ -83,12 +84,24 @@ func (h *Handler) login(c *gin.Context) {
 	}
 	name = truncate(name, 64)
 	keys := []string{"name:" + name, "addr:" + c.ClientIP()}
-	failures, wait, err := h.store.LoginFailures(ctx, LoginFailureWindow, keys...)
+	// The attempt counts before its password is checked: a burst of them
+	// sees itself, and at most LoginFailureLimit reach the (costly) check.
+	attempt, err := h.store.RecordLoginAttempt(ctx, keys...)
 	if err != nil {
 		h.fail(c, err)
 		return
 	}
-	if failures >= LoginFailureLimit {
+	forget := func() error { return h.store.ForgetLoginAttempt(context.WithoutCancel(ctx), attempt) }
+	failures, wait, err := h.store.LoginFailures(ctx, LoginFailureWindow, keys...)
+	if err != nil {
+		h.fail(c, errors.Join(err, forget()))
+		return
+	}
+	if failures > LoginFailureLimit {
+		if err := forget(); err != nil { // turned away: not a failure
+			h.fail(c, err)
+			return
+		}
 		secs := max(int(math.Ceil(wait.Seconds())), 1)
 		c.Header("Retry-After", strconv.Itoa(secs))
 		h.log.Warn("sign-in throttled", slog.String("user", name), slog.String("address", c.ClientIP()))
@@ -99,9 +112,6 @@ func (h *Handler) login(c *gin.Context) {
 	u, err := h.opts.Accounts.Authenticate(ctx, name, password)
 	if errors.Is(err, users.ErrBadCredentials) {
 		err = h.store.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
-			if err := q.RecordLoginFailure(ctx, keys...); err != nil {
-				return err
-			}
 			return h.auditLoginFailure(ctx, q, name, map[string]any{"method": store.SignInPassword, "address": c.ClientIP()})
 		})
 		if err != nil {
@@ -113,8 +123,8 @@ func (h *Handler) login(c *gin.Context) {
 		h.renderLogin(c, http.StatusUnauthorized, view)
 		return
 	}
-	if err != nil {
-		h.fail(c, err)
+	if ferr := forget(); ferr != nil || err != nil { // signed in, or not checked
+		h.fail(c, errors.Join(err, ferr))
 		return
 	}
 	if err := h.startSession(c, u, store.SignInPassword, map[string]any{}); err != nil {

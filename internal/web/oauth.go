@@ -80,14 +80,14 @@ func (h *Handler) githubCallback(c *gin.Context) {
 		h.renderLogin(c, http.StatusUnauthorized, view)
 		return
 	}
-	login, err := h.githubIdentity(ctx, c.Query("code"))
+	login, githubID, err := h.githubIdentity(ctx, c.Query("code"))
 	if err != nil {
 		h.log.Warn("GitHub sign-in failed", slog.String("error", err.Error()))
 		view.Error = "GitHub sign-in failed: " + userText(err)
 		h.renderLogin(c, http.StatusBadGateway, view)
 		return
 	}
-	u, err := h.opts.Accounts.ByGitHubLogin(ctx, login)
+	u, err := h.opts.Accounts.ByGitHubIdentity(ctx, githubID, login)
 	if errors.Is(err, store.ErrNotFound) {
 		err = h.store.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
 			return h.auditLoginFailure(ctx, q, "github:"+login, map[string]any{
@@ -105,7 +105,7 @@ func (h *Handler) githubCallback(c *gin.Context) {
 		h.fail(c, err)
 		return
 	}
-	if err := h.startSession(c, u, store.SignInGitHub, map[string]any{"github_login": login}); err != nil {
+	if err := h.startSession(c, u, store.SignInGitHub, map[string]any{"github_login": login, "github_id": githubID}); err != nil {
 		h.fail(c, err)
 		return
 	}
@@ -127,10 +127,11 @@ func userText(err error) string {
 	return "GitHub could not be reached or gave an unexpected answer; please try again later."
 }
 
-// githubIdentity trades the code for a user token and returns its login.
-func (h *Handler) githubIdentity(ctx context.Context, code string) (string, error) {
+// githubIdentity trades the code for a user token and returns its login
+// and GitHub's numeric user id.
+func (h *Handler) githubIdentity(ctx context.Context, code string) (string, int64, error) {
 	if code == "" || len(code) > 512 {
-		return "", oauthError{"GitHub sent no usable code back."}
+		return "", 0, oauthError{"GitHub sent no usable code back."}
 	}
 	clientID, clientSecret := h.oauthClient()
 	form := url.Values{
@@ -141,7 +142,7 @@ func (h *Handler) githubIdentity(ctx context.Context, code string) (string, erro
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, h.opts.GitHubWebURL+"/login/oauth/access_token", strings.NewReader(form.Encode()))
 	if err != nil {
-		return "", fmt.Errorf("exchange OAuth code: %w", err)
+		return "", 0, fmt.Errorf("exchange OAuth code: %w", err)
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	req.Header.Set("Accept", "application/json")
@@ -151,28 +152,29 @@ func (h *Handler) githubIdentity(ctx context.Context, code string) (string, erro
 		ErrorDescription string `json:"error_description"`
 	}
 	if err := h.githubJSON(req, &tok); err != nil {
-		return "", fmt.Errorf("exchange OAuth code: %w", err)
+		return "", 0, fmt.Errorf("exchange OAuth code: %w", err)
 	}
 	if tok.Error != "" || tok.AccessToken == "" {
-		return "", oauthError{truncate(firstNonEmpty(tok.ErrorDescription, tok.Error, "GitHub gave no token."), 200)}
+		return "", 0, oauthError{truncate(firstNonEmpty(tok.ErrorDescription, tok.Error, "GitHub gave no token."), 200)}
 	}
 	req, err = http.NewRequestWithContext(ctx, http.MethodGet, h.opts.GitHubAPIURL+"user", nil)
 	if err != nil {
-		return "", fmt.Errorf("read GitHub user: %w", err)
+		return "", 0, fmt.Errorf("read GitHub user: %w", err)
 	}
 	req.Header.Set("Authorization", "Bearer "+tok.AccessToken)
 	req.Header.Set("Accept", "application/vnd.github+json")
 	req.Header.Set("X-GitHub-Api-Version", "2022-11-28")
 	var user struct {
 		Login string `json:"login"`
+		ID    int64  `json:"id"`
 	}
 	if err := h.githubJSON(req, &user); err != nil {
-		return "", fmt.Errorf("read GitHub user: %w", err)
+		return "", 0, fmt.Errorf("read GitHub user: %w", err)
 	}
-	if user.Login == "" {
-		return "", errors.New("read GitHub user: no login in the answer")
+	if user.Login == "" || user.ID <= 0 {
+		return "", 0, errors.New("read GitHub user: no login or id in the answer")
 	}
-	return user.Login, nil
+	return user.Login, user.ID, nil
 }
 
 // githubJSON does req and decodes a 200 JSON answer into v. Errors carry the

@@ -150,3 +150,29 @@ func mustRequest(t *testing.T, u string) *http.Request {
 	}
 	return req
 }
+
+// TestRenamedGitHubLoginGivesNothing performs the attack of issue 12 item 3:
+// gina's GitHub account is renamed, and someone registers her old login.
+// Keystone matches GitHub's numeric user id, not the login: the newcomer is
+// refused, and gina still signs in under her new login.
+func TestRenamedGitHubLoginGivesNothing(t *testing.T) {
+	s, gh := githubSite(t, "secret-1")
+	signIn := func(login string) response {
+		t.Helper()
+		gh.SignIn(login)
+		c := s.client()
+		start := c.get("/login/github")
+		return c.follow(start.header.Get("Location"))
+	}
+	if r := signIn("Gina-GH"); r.status != http.StatusOK || !strings.Contains(r.body, "gina") {
+		t.Fatalf("gina's first GitHub sign-in: HTTP %d", r.status)
+	}
+	gh.RenameUser("Gina-GH", "Gina-Renamed")
+	gh.AddUser("Gina-GH") // a new account takes the freed login
+	if r := signIn("Gina-GH"); r.status != http.StatusForbidden {
+		t.Fatalf("the new owner of gina's old login: HTTP %d, want 403\n%s", r.status, r.body)
+	}
+	if r := signIn("Gina-Renamed"); r.status != http.StatusOK || !strings.Contains(r.body, "gina") {
+		t.Fatalf("gina under her new login: HTTP %d", r.status)
+	}
+}

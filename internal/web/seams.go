@@ -17,9 +17,9 @@ type Accounts interface {
 	// Authenticate returns the user if password is theirs, and
 	// users.ErrBadCredentials (or any error) if not.
 	Authenticate(ctx context.Context, name, password string) (store.User, error)
-	// ByGitHubLogin returns the user mapped to a GitHub login, or
-	// store.ErrNotFound.
-	ByGitHubLogin(ctx context.Context, login string) (store.User, error)
+	// ByGitHubIdentity returns the user the GitHub account (numeric id and
+	// current login) signs in as, or store.ErrNotFound.
+	ByGitHubIdentity(ctx context.Context, id int64, login string) (store.User, error)
 }
 
 // Requester queues redeploys and rollbacks exactly as the comment commands

@@ -77,6 +77,7 @@ type Handler struct {
 	pages    *pages
 	static   *staticFiles
 	stopping chan struct{}
+	streams  *streamSlots
 }
 
 // New checks opts, parses every template and hashes the static files: a
@@ -126,7 +127,7 @@ func New(opts Options) (*Handler, error) {
 		return nil, err
 	}
 	return &Handler{opts: opts, store: opts.Store, log: opts.Logger, pages: pg, static: static,
-		stopping: make(chan struct{})}, nil
+		stopping: make(chan struct{}), streams: newStreamSlots()}, nil
 }
 
 // oauthEnabled reports whether "Sign in with GitHub" is configured.

@@ -69,8 +69,8 @@ var (
 
 // classify parses body as event and decides what it means for Keystone: a
 // Delivery with work, an ignored error (200), or a badPayload error (400).
-// It calls nothing outside this process.
-func classify(event, guid string, body []byte) (Delivery, error) {
+// It calls nothing outside this process. webURL is GitHub's web base URL.
+func classify(event, guid string, body []byte, webURL string) (Delivery, error) {
 	if !knownEvents[event] {
 		return Delivery{}, ignored{fmt.Sprintf("event %q is not used by Keystone", clip(event))}
 	}
@@ -81,7 +81,7 @@ func classify(event, guid string, body []byte) (Delivery, error) {
 		if err := decode(event, body, &p); err != nil {
 			return Delivery{}, err
 		}
-		return classifyPush(d, &p)
+		return classifyPush(d, &p, webURL)
 	case "issue_comment":
 		var p commentPayload
 		if err := decode(event, body, &p); err != nil {
@@ -112,6 +112,15 @@ func classify(event, guid string, body []byte) (Delivery, error) {
 	return Delivery{}, ignored{fmt.Sprintf("event %q is not used by Keystone", event)}
 }
 
+// ownCloneURL reports whether clone is the URL of repository fullName under
+// GitHub's web base URL webURL, with or without ".git", names compared
+// without case as GitHub does. Nothing else (another host, user
+// information, a path that walks elsewhere) is accepted.
+func ownCloneURL(clone, webURL, fullName string) bool {
+	want := webURL + "/" + fullName
+	return strings.EqualFold(clone, want) || strings.EqualFold(clone, want+".git")
+}
+
 // decode unmarshals body into v, or returns the badPayload error naming the event.
 func decode(event string, body []byte, v any) error {
 	if err := json.Unmarshal(body, v); err != nil {
@@ -120,7 +129,7 @@ func decode(event string, body []byte, v any) error {
 	return nil
 }
 
-func classifyPush(d Delivery, e *pushPayload) (Delivery, error) {
+func classifyPush(d Delivery, e *pushPayload, webURL string) (Delivery, error) {
 	switch {
 	case e.Deleted || e.After == zeroSHA:
 		return Delivery{}, ignored{"branch or tag deleted"}
@@ -134,6 +143,10 @@ func classifyPush(d Delivery, e *pushPayload) (Delivery, error) {
 		return Delivery{}, badPayload{errors.New("push: repository.full_name is not owner/name")}
 	case e.Repository.CloneURL == "":
 		return Delivery{}, badPayload{errors.New("push: repository.clone_url is missing")}
+	case !ownCloneURL(e.Repository.CloneURL, webURL, e.Repository.FullName):
+		// Keystone fetches from clone_url with the installation's token.
+		return Delivery{}, badPayload{fmt.Errorf("push: repository.clone_url %q is not %s/%s(.git)",
+			clip(e.Repository.CloneURL), webURL, e.Repository.FullName)}
 	}
 	d.InstallationID = e.Installation.ID
 	d.Repository = e.Repository.FullName

@@ -51,7 +51,7 @@ func newRouter(t testing.TB, st *store.Store) http.Handler {
 	}
 	intake := queue.NewIntake(st, jobs)
 	t.Cleanup(intake.Close)
-	h, err := webhook.NewHandler(testSecret, intake, discardLogger(), prometheus.NewRegistry())
+	h, err := webhook.NewHandler(webhook.Config{Secret: testSecret}, intake, discardLogger(), prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -412,4 +412,51 @@ func TestInstallationSuspendAndUnsuspend(t *testing.T) {
 			t.Fatalf("after %s: %+v, %v (want suspended=%v)", c.action, in, err, c.suspended)
 		}
 	}
+}
+
+// TestPushWithAForeignCloneURLIsRefused: a validly signed push whose
+// repository.clone_url is not the repository's URL on GitHub (the host of
+// KEYSTONE_GITHUB_WEB_URL) would have Keystone send the installation token
+// to that host. It is refused and nothing is stored (issue 12 item 8).
+func TestPushWithAForeignCloneURLIsRefused(t *testing.T) {
+	b := setup(t)
+	for i, url := range []string{
+		"https://evil.example/Codertocat/Hello-World.git",
+		"https://github.com.evil.example/Codertocat/Hello-World.git",
+		"https://github.com/Codertocat/Other.git",
+		"http://github.com/Codertocat/Hello-World.git",
+		"https://token@github.com/Codertocat/Hello-World.git",
+		"https://github.com/Codertocat/Hello-World.git/../../evil/x.git",
+	} {
+		body := withCloneURL(t, fixture(t, "push/with-new-branch.payload.json"), url)
+		guid := fmt.Sprintf("foreign-%d", i)
+		rec := b.deliver(t, "push", guid, body, nil)
+		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "clone_url") {
+			t.Errorf("clone_url %s: got %d %s, want 400 naming clone_url", url, rec.Code, rec.Body)
+		}
+		if n := b.count(t, `SELECT count(*) FROM webhook_deliveries WHERE guid = $1`, guid); n != 0 {
+			t.Errorf("clone_url %s: delivery stored", url)
+		}
+	}
+	for i, url := range []string{"https://github.com/Codertocat/Hello-World.git", "https://github.com/codertocat/hello-world"} {
+		rec := b.deliver(t, "push", fmt.Sprintf("own-%d", i), withCloneURL(t, fixture(t, "push/with-new-branch.payload.json"), url), nil)
+		if rec.Code != http.StatusAccepted {
+			t.Errorf("clone_url %s: got %d %s, want 202", url, rec.Code, rec.Body)
+		}
+	}
+}
+
+func withCloneURL(t *testing.T, body []byte, url string) []byte {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(body, &m); err != nil {
+		t.Fatal(err)
+	}
+	m["repository"].(map[string]any)["clone_url"] = url
+	m["after"] = fmt.Sprintf("%040x", len(url)) // a distinct push each time
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

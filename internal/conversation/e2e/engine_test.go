@@ -37,6 +37,7 @@ func newWorld(t *testing.T) *world {
 	env := keystoneEnv(t, e.DBURL, e.GitHub)
 	env["KEYSTONE_PORT_RANGE"] = e.PortRange.String()
 	env["KEYSTONE_APP_HOST"] = "127.0.0.1"
+	env["KEYSTONE_GITHUB_WEB_URL"] = e.Git.URL // pushes' clone_url must be under it
 	return &world{Env: e, hooks: newHooks(t, e.GitHub), env: env}
 }
 

@@ -211,3 +211,14 @@ func (s *Server) getUser(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusForbidden, msgNotAccessible)
 	}
 }
+
+// RenameUser renames GitHub account old to renamed: the account (its id)
+// keeps its history under the new login, and old is free for anyone to
+// register, as a new account with a new id.
+func (s *Server) RenameUser(old, renamed string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	id := s.knowUser(old)
+	delete(s.userIDs, strings.ToLower(old))
+	s.userIDs[strings.ToLower(renamed)] = id
+}
