@@ -23,7 +23,8 @@ func TestProductionWebhookSecretOnlyWithAnApp(t *testing.T) {
 	pemText := pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(key)})
 	base := func() map[string]string {
 		return map[string]string{"KEYSTONE_ENV": "production", "KEYSTONE_PUBLIC_URL": "https://ks.example.com",
-			"KEYSTONE_ENCRYPTION_KEYS": "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32))}
+			"KEYSTONE_ENCRYPTION_KEYS": "k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)),
+			"KEYSTONE_METRICS_TOKEN":   "0123456789abcdef0123"}
 	}
 	if _, err := config.Load(env(base())); err != nil {
 		t.Fatalf("no App, no secret: %v, want start-up (setup serves)", err)

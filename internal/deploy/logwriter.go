@@ -48,12 +48,16 @@ type deployLog struct {
 	limit    store.LogLimit
 	logger   *slog.Logger
 
-	mu      sync.Mutex
-	pending []string
-	partial bytes.Buffer
-	done    chan struct{}
-	stopped sync.WaitGroup
-	closed  bool
+	// flushing is held from taking the pending lines until they are stored,
+	// so a Flush returns only after every earlier line is stored, in order
+	// (the ticker's flush may be storing older lines at that moment).
+	flushing sync.Mutex
+	mu       sync.Mutex
+	pending  []string
+	partial  bytes.Buffer
+	done     chan struct{}
+	stopped  sync.WaitGroup
+	closed   bool
 }
 
 func newDeployLog(st LogAppender, id int64, r *secrets.Redactor, limit store.LogLimit, logger *slog.Logger) *deployLog {
@@ -169,6 +173,8 @@ func (l *deployLog) Tail(ctx context.Context, header string, lines []string) {
 func (l *deployLog) Flush(ctx context.Context) { l.flush(ctx, l.limit) }
 
 func (l *deployLog) flush(ctx context.Context, limit store.LogLimit) {
+	l.flushing.Lock()
+	defer l.flushing.Unlock()
 	l.mu.Lock()
 	lines := l.pending
 	l.pending = nil
