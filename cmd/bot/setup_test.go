@@ -83,9 +83,11 @@ var (
 	githubState   = regexp.MustCompile(`name="state" value="([^"]*)"`)
 )
 
-func signedPush(t *testing.T, base, guid string, secret []byte) int {
+// signedPush posts GitHub's push fixture, its repository moved to webURL
+// (Keystone refuses a clone_url outside KEYSTONE_GITHUB_WEB_URL).
+func signedPush(t *testing.T, base, webURL, guid string, secret []byte) int {
 	t.Helper()
-	body := pushFixture(t)
+	body := bytes.ReplaceAll(pushFixture(t), []byte("https://github.com/"), []byte(webURL+"/"))
 	req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/github", bytes.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", guid)
@@ -119,7 +121,7 @@ func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 	if !strings.HasPrefix(link, base+"/setup?token=") {
 		t.Fatalf("setup link %q", link)
 	}
-	if code := signedPush(t, base, "before-setup", []byte("anything")); code != http.StatusUnauthorized {
+	if code := signedPush(t, base, gh.WebURL(), "before-setup", []byte("anything")); code != http.StatusUnauthorized {
 		t.Fatalf("webhook before setup: %d, want 401", code)
 	}
 	b := newBrowser(t)
@@ -148,10 +150,10 @@ func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 	if !ok {
 		t.Fatal("no App created on the fake")
 	}
-	if code := signedPush(t, base, "after-setup", []byte(secret)); code != http.StatusAccepted {
+	if code := signedPush(t, base, gh.WebURL(), "after-setup", []byte(secret)); code != http.StatusAccepted {
 		t.Fatalf("webhook signed with the new secret: %d, want 202 without a restart", code)
 	}
-	if code := signedPush(t, base, "wrong-secret", []byte("not-"+secret)); code != http.StatusUnauthorized {
+	if code := signedPush(t, base, gh.WebURL(), "wrong-secret", []byte("not-"+secret)); code != http.StatusUnauthorized {
 		t.Fatalf("webhook with a wrong secret: %d, want 401", code)
 	}
 	if s, _, login := b.do("GET", base+"/login", nil); s != http.StatusOK || !strings.Contains(login, "Sign in with GitHub") {
@@ -169,7 +171,7 @@ func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 	ks.Kill()
 	ks = keystonetest.Start(t, vars)
 	fr.to(ks.URL)
-	if code := signedPush(t, base, "after-restart", []byte(secret)); code != http.StatusAccepted {
+	if code := signedPush(t, base, gh.WebURL(), "after-restart", []byte(secret)); code != http.StatusAccepted {
 		t.Fatalf("webhook after restart: %d", code)
 	}
 	if strings.Contains(ks.Output(), "setup_url") {
