@@ -57,6 +57,24 @@ func newFront(t *testing.T) *front {
 	return f
 }
 
+// newGitHubFront stands in for github.com, which serves both the web pages
+// and git: paths of a repository's git (OWNER/REPO.git/…) go to the git
+// server, everything else to the fake GitHub's web pages. Keystone requires
+// a push's clone_url to be under KEYSTONE_GITHUB_WEB_URL.
+func newGitHubFront(t *testing.T, web, git string) *httptest.Server {
+	webURL, _ := url.Parse(web)
+	gitURL, _ := url.Parse(git)
+	srv := httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
+		if strings.Contains(r.In.URL.Path, ".git/") {
+			r.SetURL(gitURL)
+		} else {
+			r.SetURL(webURL)
+		}
+	}})
+	t.Cleanup(srv.Close)
+	return srv
+}
+
 func (f *front) to(raw string) {
 	u, _ := url.Parse(raw)
 	f.target.Store(u)
@@ -77,9 +95,10 @@ func TestFirstRunInOneClick(t *testing.T) {
 	// known before Keystone starts, with no port to guess.
 	front := newFront(t)
 	base := front.URL
+	github := newGitHubFront(t, e.GitHub.WebURL(), e.Git.URL)
 	ks := keystonetest.Start(t, map[string]string{
 		"DATABASE_URL": e.DBURL, "KEYSTONE_DATA_DIR": t.TempDir(), "KEYSTONE_PUBLIC_URL": base,
-		"KEYSTONE_GITHUB_API_URL": e.GitHub.URL, "KEYSTONE_GITHUB_WEB_URL": e.GitHub.WebURL(),
+		"KEYSTONE_GITHUB_API_URL": e.GitHub.URL, "KEYSTONE_GITHUB_WEB_URL": github.URL,
 		"KEYSTONE_PORT_RANGE": e.PortRange.String(), "KEYSTONE_APP_HOST": "127.0.0.1",
 	})
 	t.Cleanup(func() {
@@ -141,7 +160,7 @@ func TestFirstRunInOneClick(t *testing.T) {
 		t.Fatal("no App created")
 	}
 	sha := e.Repo.Commit(t, "main", deploytest.Files(t, gittest.KeystoneYML("web", "main"), gittest.Behaviour{Version: "v1"}), "first deploy")
-	body := e.Repo.PushEvent("main", sha, "octo")
+	body := bytes.ReplaceAll(e.Repo.PushEvent("main", sha, "octo"), []byte(e.Git.URL), []byte(github.URL))
 	req, _ := http.NewRequest(http.MethodPost, base+"/webhooks/github", bytes.NewReader(body))
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", "firstrun-push")
