@@ -118,7 +118,8 @@ func (q *Queries) CommandsOfDeployment(ctx context.Context, deploymentID int64) 
 // .keystone.yml, by name. Names match GitHub's way: case-insensitively.
 func (q *Queries) RepositoryApps(ctx context.Context, owner, repo string) ([]App, error) {
 	rows, err := q.db.Query(ctx, `SELECT `+appColumns+` FROM apps
-		WHERE lower(owner) = lower($1) AND lower(repo) = lower($2) AND removed_at IS NULL ORDER BY name`,
+		WHERE lower(owner) = lower($1) AND lower(repo) = lower($2) AND removed_at IS NULL AND pr_number IS NULL
+		ORDER BY name`,
 		noNUL(owner), noNUL(repo))
 	if err != nil {
 		return nil, fmt.Errorf("apps of %s/%s: %w", owner, repo, err)

@@ -45,7 +45,7 @@ func (q *Queries) AppsOverview(ctx context.Context) ([]AppSummary, error) {
 		var appKey, currentKey *int64 // the join keys, again
 		dest := []any{&a.ID, &a.InstallationID, &a.Owner, &a.Repo, &a.Name, &a.Branch, &a.CloneURL, &a.Config,
 			&a.HostPort, &a.CurrentDeploymentID, &a.LockedBy, &a.LockedReason, &a.LockedAt,
-			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &appKey, &currentKey}
+			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &a.PRNumber, &a.ParentAppID, &a.HeadRef, &appKey, &currentKey}
 		dest = append(dest, deploymentDest(&cur)...)
 		dest = append(dest, deploymentDest(&latest)...)
 		if err := rows.Scan(dest...); err != nil {
