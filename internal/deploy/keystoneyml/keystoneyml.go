@@ -58,6 +58,9 @@ type App struct {
 	Env                map[string]string `json:"env,omitempty"`
 	Memory             int64             `json:"memory"` // bytes
 	CPUs               float64           `json:"cpus"`
+	// Preview: every same-repository pull request into Branch gets a
+	// preview (SPEC §14). Only the file on the app's branch decides it.
+	Preview bool `json:"preview,omitempty"`
 }
 
 // HealthCheck describes the check in words, e.g. "GET /healthz"; "" when the
