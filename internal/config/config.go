@@ -76,6 +76,9 @@ type Config struct {
 	AppHost string
 	// Workers is how many jobs run at once (KEYSTONE_WORKERS).
 	Workers int
+	// MaxPreviews caps the open pull-request previews
+	// (KEYSTONE_MAX_PREVIEWS, default 10; 0: no previews at all).
+	MaxPreviews int
 	// MetricsToken, when set, is required as a bearer token on /metrics
 	// (KEYSTONE_METRICS_TOKEN); when empty only loopback clients may read it.
 	MetricsToken string
@@ -167,6 +170,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 		DataDir:           r.str("KEYSTONE_DATA_DIR", "./.keystone"),
 		PortRange:         r.portRange("KEYSTONE_PORT_RANGE", "9000-9999"),
 		Workers:           r.intIn("KEYSTONE_WORKERS", 4, 1, 256),
+		MaxPreviews:       r.intIn("KEYSTONE_MAX_PREVIEWS", 10, 0, 1000),
 		MetricsToken:      r.str("KEYSTONE_METRICS_TOKEN", ""),
 		TrustedProxies:    r.prefixes("KEYSTONE_TRUSTED_PROXIES"),
 	}

@@ -52,6 +52,9 @@ type Config struct {
 	ReconcileInterval time.Duration
 	// PidsLimit caps the processes of an app's container. Default 512.
 	PidsLimit int64
+	// MaxPreviews caps the open pull-request previews
+	// (KEYSTONE_MAX_PREVIEWS). Default 10; negative: none at all.
+	MaxPreviews int
 }
 
 func (c Config) withDefaults() Config {
@@ -73,6 +76,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ProbeHost == "" {
 		c.ProbeHost = "127.0.0.1"
+	}
+	if c.MaxPreviews == 0 {
+		c.MaxPreviews = 10
 	}
 	if c.PidsLimit <= 0 {
 		c.PidsLimit = 512

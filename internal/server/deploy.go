@@ -31,12 +31,14 @@ func (p *parts) addDeploy() error {
 	if p.notifier != nil {
 		deps.Notifier = p.notifier // statuses and comments of every deployment change
 	}
-	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange})
+	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
+		MaxPreviews: maxPreviews(p.cfg.MaxPreviews)})
 	if err != nil {
 		return err
 	}
 	river.AddWorker(p.workers, engine.PushWorker())
 	river.AddWorker(p.workers, engine.DeployWorker())
+	river.AddWorker(p.workers, engine.PullRequestWorker())
 	p.engine = engine
 	p.requester = engine.Requester(lateJobs{p})
 	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
@@ -58,4 +60,13 @@ type containers struct{ engine *deploy.Engine }
 func (c containers) State(ctx context.Context, app store.App) (web.ContainerState, error) {
 	st, err := c.engine.ContainerState(ctx, app)
 	return web.ContainerState{State: st.State, StartedAt: st.StartedAt, Image: st.ImageID, Output: st.Output}, err
+}
+
+// maxPreviews maps KEYSTONE_MAX_PREVIEWS (0: none) to deploy.Config's
+// (0: the default, negative: none).
+func maxPreviews(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
 }
