@@ -2,12 +2,14 @@ package server
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/keystone-app/keystone/internal/deploy"
+	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/web"
 )
@@ -43,6 +45,10 @@ func (p *parts) addDeploy() error {
 	p.requester = engine.Requester(lateJobs{p})
 	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
 	p.loops = append(p.loops, loop{name: "reconcile", run: engine.RunReconciler})
+	if p.github != nil {
+		sweep := time.Duration(p.cfg.PreviewSweepSeconds) * time.Second
+		p.loops = append(p.loops, loop{name: "preview sweep", run: engine.PreviewSweeper(pullRequests{p.github}, sweep)})
+	}
 	return nil
 }
 
@@ -69,4 +75,18 @@ func maxPreviews(n int) int {
 		return -1
 	}
 	return n
+}
+
+// pullRequests tells the preview sweep whether a pull request is open.
+type pullRequests struct{ app *github.App }
+
+func (p pullRequests) PullRequestOpen(ctx context.Context, inst int64, owner, repo string, number int) (bool, error) {
+	pr, err := p.app.PullRequest(ctx, inst, owner, repo, number)
+	if github.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return pr.State == "open", nil
 }

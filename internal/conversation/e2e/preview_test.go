@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
+	"github.com/keystone-app/keystone/internal/github/githubtest"
 	"github.com/keystone-app/keystone/internal/gittest"
 	"github.com/keystone-app/keystone/internal/keystonetest"
 )
@@ -84,6 +85,7 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	w := newWorld(t)
 	w.env["KEYSTONE_ENCRYPTION_KEYS"] = "k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
 	w.env["KEYSTONE_MAX_PREVIEWS"] = "1"
+	w.env["KEYSTONE_PREVIEW_SWEEP_SECONDS"] = "1"
 	w.keystoneCLI(t, "production-only-value\n", "secret", "set", e2eRepo, "web", "PROD_SECRET")
 	w.keystoneCLI(t, "preview-value\n", "secret", "set", "--preview", e2eRepo, "web", "PREVIEW_SECRET")
 	w.start(t)
@@ -102,6 +104,7 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	const pr = 7
 	repoID := w.GitHub.RepositoryID(e2eRepo)
 	p1 := w.Repo.Commit(t, "feature", files("pr-1"), "pr v1")
+	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: pr, State: "open", HeadRef: "feature", HeadSHA: p1, HeadRepoID: repoID})
 	if _, code := w.hooks.deliver("pull_request", w.pullRequestEvent("opened", pr, "feature", p1, repoID)); code != http.StatusAccepted {
 		t.Fatalf("pull_request delivery answered %d", code)
 	}
@@ -182,4 +185,20 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	if !deploytest.Serves(prod, "1") {
 		t.Errorf("production stopped serving v1 when the preview closed")
 	}
+
+	// A pull request closed while Keystone missed the event: the periodic
+	// pass asks GitHub and removes its preview.
+	const missed = 10
+	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: missed, State: "open", HeadRef: "other", HeadSHA: other, HeadRepoID: repoID})
+	w.hooks.deliver("pull_request", w.pullRequestEvent("opened", missed, "other", other, repoID))
+	if st := w.statusOf(t, other, fmt.Sprintf("keystone/web-pr-%d", missed), 5*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("preview of pull request %d: %s", missed, st)
+	}
+	port := w.App(t, fmt.Sprintf("web-pr-%d", missed)).HostPort
+	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: missed, State: "closed", HeadRef: "other", HeadSHA: other, HeadRepoID: repoID})
+	label = "io.keystone.app=" + e2eRepo + "/" + fmt.Sprintf("web-pr-%d", missed)
+	await(t, 30*time.Second, "the preview of a pull request closed unseen removed", func() bool {
+		_, _, err := deploytest.Get(port, "/")
+		return len(w.Containers(t, label)) == 0 && len(w.Images(t, label)) == 0 && err != nil
+	})
 }
