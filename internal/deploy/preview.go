@@ -299,3 +299,69 @@ func (e *Engine) teardown(ctx context.Context, removed []store.App) error {
 	}
 	return errors.Join(errs...)
 }
+
+// preview records, for `/keystone preview`, the deployment of req.SHA as
+// app's preview of pull request req.PullRequest, with the build settings of
+// that commit's .keystone.yml (SPEC §14). The SHA need not be on a branch:
+// it is the pull request's head as GitHub gave it, a fork's included, and
+// a writer asked for it. The app must have previews on.
+func (rq *Requester) preview(ctx context.Context, app store.App, req Request) (store.Deployment, error) {
+	e := rq.e
+	var cfg keystoneyml.App
+	switch {
+	case app.Preview():
+		return store.Deployment{}, refuse("%s is a preview: name the app it previews", app.Name)
+	case json.Unmarshal(app.Config, &cfg) != nil || !cfg.Preview:
+		return store.Deployment{}, refuse("%s has no previews: its .keystone.yml on %s does not say `preview: true`", app.Name, app.Branch)
+	case !shaPattern.MatchString(req.SHA):
+		return store.Deployment{}, refuse("%q is not the 40-hex head of a pull request", req.SHA)
+	}
+	p := push{installation: app.InstallationID, repo: Repo{Owner: app.Owner, Name: app.Repo, CloneURL: app.CloneURL},
+		sha: req.SHA, actor: req.Actor, defaultBranch: app.Branch}
+	file, invalid, err := e.readConfig(ctx, p)
+	switch {
+	case err != nil:
+		return store.Deployment{}, err
+	case invalid != nil:
+		return store.Deployment{}, refuse("%s", descInvalidConfig(invalid.Error()))
+	}
+	entry, ok := file.App(app.Name)
+	if !ok {
+		return store.Deployment{}, refuse("%s at %s does not list %s", keystoneyml.FileName, shortSHA(req.SHA), app.Name)
+	}
+	entry.Name, entry.Branch, entry.Preview = app.Name, app.Branch, true
+	config, err := json.Marshal(entry)
+	if err != nil {
+		return store.Deployment{}, err
+	}
+	var d store.Deployment
+	err = e.store.InTx(ctx, func(tx pgx.Tx, q *store.Queries) error {
+		if err := q.LockPreviews(ctx); err != nil {
+			return err
+		}
+		open, err := q.OpenPreviews(ctx)
+		if err != nil {
+			return err
+		}
+		isOpen := false
+		for _, o := range open {
+			isOpen = isOpen || (o.ParentAppID == app.ID && o.PRNumber == req.PullRequest)
+		}
+		if !isOpen && len(open) >= max(e.cfg.MaxPreviews, 0) {
+			return refuse("%s", descTooManyPreviews(max(e.cfg.MaxPreviews, 0)))
+		}
+		preview, err := q.UpsertPreview(ctx, app, req.PullRequest, "", config)
+		if err != nil {
+			return err
+		}
+		kind := store.KindDeploy
+		if preview.CurrentDeploymentID != 0 {
+			kind = store.KindUpdate
+		}
+		d, err = rq.recordTx(ctx, tx, q, preview, store.NewDeployment{AppID: preview.ID, Kind: kind, SHA: req.SHA,
+			Ref: fmt.Sprintf("refs/pull/%d/head", req.PullRequest), Actor: req.Actor, Trigger: req.Trigger,
+			Config: config, Description: descQueued})
+		return err
+	})
+	return d, err
+}

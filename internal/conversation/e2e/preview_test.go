@@ -165,6 +165,22 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	if sts := w.GitHub.Statuses(e2eRepo, fork); len(sts) != 0 {
 		t.Errorf("a fork's pull request got statuses: %+v", sts)
 	}
+	// Only a writer's /keystone preview deploys it, once, from GitHub's
+	// head of the pull request (the cap of 1 is taken by pull request 7:
+	// refused, saying so).
+	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: 9, State: "open", HeadRef: "main", HeadSHA: fork, HeadRepoID: repoID + 1000})
+	forkCommand := func(user string) githubtest.Comment {
+		c := w.GitHub.AddComment(e2eRepo, 9, user, "/keystone preview")
+		if _, code := w.hooks.deliver("issue_comment", c.Event(e2eRepo, deploytest.Installation)); code != http.StatusAccepted {
+			t.Fatalf("comment delivery answered %d", code)
+		}
+		return c
+	}
+	w.Reply(t, forkCommand("bob"), "needs write, maintain or admin access", time.Minute)
+	w.Reply(t, forkCommand("alice"), "1 previews are open", time.Minute)
+	if sts := w.GitHub.Statuses(e2eRepo, fork); len(sts) != 0 {
+		t.Errorf("a refused preview of a fork got statuses: %+v", sts)
+	}
 
 	closed := time.Now()
 	w.hooks.deliver("pull_request", w.pullRequestEvent("closed", pr, "feature", p2, repoID))
@@ -185,6 +201,11 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	if !deploytest.Serves(prod, "1") {
 		t.Errorf("production stopped serving v1 when the preview closed")
 	}
+	w.Reply(t, forkCommand("alice"), "✅", 3*time.Minute)
+	if port := w.App(t, "web-pr-9").HostPort; !deploytest.Serves(port, "fork") {
+		t.Errorf("the fork's preview on %d does not serve its head", port)
+	}
+	w.hooks.deliver("pull_request", w.pullRequestEvent("closed", 9, "main", fork, repoID+1000))
 
 	// A pull request closed while Keystone missed the event: the periodic
 	// pass asks GitHub and removes its preview.
