@@ -38,6 +38,12 @@ func (h *Handler) overview(c *gin.Context) {
 		a := s.App
 		row := AppRow{App: Link{appPath(a), a.Name}, Repository: Link{h.repoURL(a.Owner, a.Repo), a.FullName()},
 			Branch: a.Branch, Locked: a.Locked(), State: Badge{"never deployed", "muted"}}
+		if a.Preview() {
+			row.Branch = fmt.Sprintf("preview of #%d", a.PRNumber)
+			if a.HeadRef != "" {
+				row.Branch += " (" + a.HeadRef + ")"
+			}
+		}
 		if u := h.appURL(a); u != "" {
 			row.URL = &Link{u, u}
 		}
