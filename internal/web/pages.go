@@ -135,7 +135,8 @@ func (h *Handler) renderApp(c *gin.Context, status int, a store.App, view *AppPa
 			return
 		}
 	}
-	if user.Role == store.RoleAdmin && h.opts.Secrets != nil {
+	// A preview's secrets are its app's preview secrets, set on that app.
+	if user.Role == store.RoleAdmin && h.opts.Secrets != nil && !a.Preview() {
 		view.Secrets = h.secretsView(ctx, a)
 	}
 	h.render(c, status, view)
@@ -228,6 +229,13 @@ func (h *Handler) secretsView(ctx context.Context, a store.App) *SecretsView {
 		return v
 	}
 	v.Names = slices.Sorted(slices.Values(names))
+	preview, err := h.opts.Secrets.ListPreview(ctx, a.Owner, a.Repo, a.Name)
+	if err != nil {
+		h.log.Warn("preview secret names unavailable", "app", a.Key(), "error", err.Error())
+		v.Problem = "The secret names cannot be read right now."
+		return v
+	}
+	v.PreviewNames = slices.Sorted(slices.Values(preview))
 	return v
 }
 
