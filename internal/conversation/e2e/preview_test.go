@@ -96,9 +96,11 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	}
 	v1 := w.Repo.Commit(t, "main", files("1"), "v1")
 	w.hooks.deliver("push", w.Repo.PushEvent("main", v1, "alice"))
-	if st := w.statusOf(t, v1, "keystone/web", 5*time.Minute); !strings.HasPrefix(st, "success") {
+	st := w.statusOf(t, v1, "keystone/web", 5*time.Minute)
+	if !strings.HasPrefix(st, "success") {
 		t.Fatalf("production v1: %s", st)
 	}
+	t.Logf("production: %s", st)
 	prod := w.App(t, "web").HostPort
 
 	const pr = 7
@@ -109,9 +111,11 @@ func TestPreviewPerPullRequest(t *testing.T) {
 		t.Fatalf("pull_request delivery answered %d", code)
 	}
 	check := fmt.Sprintf("keystone/web-pr-%d", pr)
-	if st := w.statusOf(t, p1, check, 5*time.Minute); !strings.HasPrefix(st, "success") {
+	st = w.statusOf(t, p1, check, 5*time.Minute)
+	if !strings.HasPrefix(st, "success") {
 		t.Fatalf("preview of %s: %s", p1[:7], st)
 	}
+	t.Logf("preview: %s", st)
 	preview := w.App(t, fmt.Sprintf("web-pr-%d", pr))
 	if preview.HostPort == 0 || preview.HostPort == prod || !deploytest.Serves(preview.HostPort, "pr-1") || !deploytest.Serves(prod, "1") {
 		t.Fatalf("preview on port %d, production on %d: want pr-1 and 1", preview.HostPort, prod)
