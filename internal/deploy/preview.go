@@ -254,8 +254,8 @@ func (e *Engine) ClosePreviews(ctx context.Context, owner, repo string, number i
 			if err := q.RemoveApp(ctx, p.ID); err != nil {
 				return err
 			}
-			if err := q.AppendAudit(ctx, store.AuditEvent{Actor: "keystone", Action: store.AuditPreviewRemoved,
-				Target: p.Key(), Details: map[string]any{"pull_request": number, "why": why}}); err != nil {
+			if err := q.AppendAudit(ctx, store.AuditEvent{Actor: "keystone", Action: store.AuditAppRemoved,
+				Target: p.Key(), Details: map[string]any{"preview": true, "pull_request": number, "why": why}}); err != nil {
 				return err
 			}
 			if pn, ok := e.notifier.(PreviewNotifier); ok {

@@ -9,12 +9,6 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// Audit actions of previews (SPEC §14).
-const (
-	AuditPreviewRemoved = "preview.removed"
-	AuditPreviewRefused = "preview.refused"
-)
-
 // UpsertPreview returns the preview of pull request pr of parent (a
 // production app), locked FOR UPDATE in the caller's transaction: created
 // with config, or brought in line with it (restored if it was removed).
