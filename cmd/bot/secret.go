@@ -10,11 +10,18 @@ import (
 	"github.com/keystone-app/keystone/internal/secrets"
 )
 
-const secretUsage = "secret set OWNER/REPO APP KEY | list OWNER/REPO APP | unset OWNER/REPO APP KEY"
+const secretUsage = "secret set [--preview] OWNER/REPO APP KEY | list [--preview] OWNER/REPO APP | unset [--preview] OWNER/REPO APP KEY"
 
 // secretCommand is `keystone secret set|list|unset`. The value of set is all of
-// standard input less one trailing line break; it is never printed.
+// standard input less one trailing line break; it is never printed. With
+// --preview (right after the subcommand) it acts on the app's preview
+// secrets, which only its pull-request previews get (SPEC §14).
 func secretCommand(ctx context.Context, e env) error {
+	preview := false
+	if len(e.args) > 1 && e.args[1] == "--preview" {
+		preview = true
+		e.args = append([]string{e.args[0]}, e.args[2:]...)
+	}
 	sub, args, err := subcommand(e, "secret", secretUsage, map[string]int{"set": 3, "list": 2, "unset": 3})
 	if err != nil {
 		return err
@@ -39,19 +46,24 @@ func secretCommand(ctx context.Context, e env) error {
 	}
 	defer st.Close()
 	target := owner + "/" + repo + "/" + app
+	set, unset, list := svc.Set, svc.Unset, svc.List
+	if preview {
+		target += " (previews)"
+		set, unset, list = svc.SetPreview, svc.UnsetPreview, svc.ListPreview
+	}
 	switch sub {
 	case "set":
-		if err := svc.Set(ctx, cliActor(e), owner, repo, app, args[2], value); err != nil {
+		if err := set(ctx, cliActor(e), owner, repo, app, args[2], value); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "set %s on %s (used from the next deploy)\n", args[2], target)
 	case "unset":
-		if err := svc.Unset(ctx, cliActor(e), owner, repo, app, args[2]); err != nil {
+		if err := unset(ctx, cliActor(e), owner, repo, app, args[2]); err != nil {
 			return err
 		}
 		fmt.Fprintf(e.stdout, "unset %s on %s (gone from the next deploy)\n", args[2], target)
 	case "list":
-		names, err := svc.List(ctx, owner, repo, app)
+		names, err := list(ctx, owner, repo, app)
 		if err != nil {
 			return err
 		}

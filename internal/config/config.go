@@ -77,6 +77,13 @@ type Config struct {
 	AppHost string
 	// Workers is how many jobs run at once (KEYSTONE_WORKERS).
 	Workers int
+	// MaxPreviews caps the open pull-request previews
+	// (KEYSTONE_MAX_PREVIEWS, default 10; 0: no previews at all).
+	MaxPreviews int
+	// PreviewSweepSeconds is how often previews of pull requests closed
+	// while their event was missed are looked for
+	// (KEYSTONE_PREVIEW_SWEEP_SECONDS, default 300).
+	PreviewSweepSeconds int
 	// MetricsToken, when set, is required as a bearer token on /metrics
 	// (KEYSTONE_METRICS_TOKEN); when empty only loopback clients may read it.
 	MetricsToken string
@@ -221,24 +228,26 @@ func FromOS() (Config, error) { return Load(os.LookupEnv) }
 func Load(lookup func(string) (string, bool)) (Config, error) {
 	r := reader{lookup: lookup}
 	c := Config{
-		DatabaseURL:       r.str("DATABASE_URL", ""),
-		Addr:              r.addr("KEYSTONE_ADDR", ":8080"),
-		PublicURL:         r.url("KEYSTONE_PUBLIC_URL", "http://localhost:8080"),
-		Env:               r.oneOf("KEYSTONE_ENV", EnvDevelopment, EnvDevelopment, EnvProduction),
-		AllowHTTP:         r.flag("KEYSTONE_ALLOW_HTTP"),
-		GitHubAppID:       r.int64("KEYSTONE_GITHUB_APP_ID"),
-		WebhookSecret:     []byte(r.str("KEYSTONE_GITHUB_WEBHOOK_SECRET", "")),
-		GitHubAPIURL:      withSlash(r.url("KEYSTONE_GITHUB_API_URL", "https://api.github.com/")),
-		GitHubWebURL:      strings.TrimSuffix(r.url("KEYSTONE_GITHUB_WEB_URL", "https://github.com").String(), "/"),
-		OAuthClientID:     r.str("KEYSTONE_GITHUB_OAUTH_CLIENT_ID", ""),
-		OAuthClientSecret: r.str("KEYSTONE_GITHUB_OAUTH_CLIENT_SECRET", ""),
-		DataDir:           r.str("KEYSTONE_DATA_DIR", "./.keystone"),
-		PortRange:         r.portRange("KEYSTONE_PORT_RANGE", "9000-9999"),
-		Workers:           r.intIn("KEYSTONE_WORKERS", 4, 1, 256),
-		MetricsToken:      r.str("KEYSTONE_METRICS_TOKEN", ""),
-		TrustedProxies:    r.prefixes("KEYSTONE_TRUSTED_PROXIES"),
-		MaxMemory:         r.memory("KEYSTONE_MAX_MEMORY", "4g"),
-		MaxCPUs:           r.cpus("KEYSTONE_MAX_CPUS", "2"),
+		DatabaseURL:         r.str("DATABASE_URL", ""),
+		Addr:                r.addr("KEYSTONE_ADDR", ":8080"),
+		PublicURL:           r.url("KEYSTONE_PUBLIC_URL", "http://localhost:8080"),
+		Env:                 r.oneOf("KEYSTONE_ENV", EnvDevelopment, EnvDevelopment, EnvProduction),
+		AllowHTTP:           r.flag("KEYSTONE_ALLOW_HTTP"),
+		GitHubAppID:         r.int64("KEYSTONE_GITHUB_APP_ID"),
+		WebhookSecret:       []byte(r.str("KEYSTONE_GITHUB_WEBHOOK_SECRET", "")),
+		GitHubAPIURL:        withSlash(r.url("KEYSTONE_GITHUB_API_URL", "https://api.github.com/")),
+		GitHubWebURL:        strings.TrimSuffix(r.url("KEYSTONE_GITHUB_WEB_URL", "https://github.com").String(), "/"),
+		OAuthClientID:       r.str("KEYSTONE_GITHUB_OAUTH_CLIENT_ID", ""),
+		OAuthClientSecret:   r.str("KEYSTONE_GITHUB_OAUTH_CLIENT_SECRET", ""),
+		DataDir:             r.str("KEYSTONE_DATA_DIR", "./.keystone"),
+		PortRange:           r.portRange("KEYSTONE_PORT_RANGE", "9000-9999"),
+		Workers:             r.intIn("KEYSTONE_WORKERS", 4, 1, 256),
+		MaxPreviews:         r.intIn("KEYSTONE_MAX_PREVIEWS", 10, 0, 1000),
+		PreviewSweepSeconds: r.intIn("KEYSTONE_PREVIEW_SWEEP_SECONDS", 300, 1, 86400),
+		MetricsToken:        r.str("KEYSTONE_METRICS_TOKEN", ""),
+		TrustedProxies:      r.prefixes("KEYSTONE_TRUSTED_PROXIES"),
+		MaxMemory:           r.memory("KEYSTONE_MAX_MEMORY", "4g"),
+		MaxCPUs:             r.cpus("KEYSTONE_MAX_CPUS", "2"),
 	}
 	c.GitHubPrivateKeyPEM = r.privateKey()
 	if c.GitHubAppID != 0 && len(c.GitHubPrivateKeyPEM) == 0 {

@@ -16,10 +16,11 @@ const (
 	VerbLock     = "lock"
 	VerbUnlock   = "unlock"
 	VerbStatus   = "status"
+	VerbPreview  = "preview"
 	VerbHelp     = "help"
 )
 
-var verbs = []string{VerbRollback, VerbDeploy, VerbLock, VerbUnlock, VerbStatus, VerbHelp}
+var verbs = []string{VerbRollback, VerbDeploy, VerbLock, VerbUnlock, VerbStatus, VerbPreview, VerbHelp}
 
 // Limits on what a command line may carry.
 const (
@@ -138,7 +139,7 @@ func Parse(body string) (cmd Command, found bool, err error) {
 		} else if len(cmd.Args) == 2 && !shaArg.MatchString(cmd.Args[1]) {
 			err = usagef("`%s` is not a commit SHA (7 to 40 hex digits)", clip(cmd.Args[1], 50))
 		}
-	case VerbUnlock, VerbStatus:
+	case VerbUnlock, VerbStatus, VerbPreview:
 		if len(cmd.Args) > 1 {
 			err = usagef("`%s` takes at most an app name", cmd.Verb)
 		}
@@ -202,7 +203,7 @@ func Bind(cmd Command, apps []string) (Action, error) {
 			return a, pick(&a, args[0], apps)
 		}
 		return a, nil
-	case VerbUnlock:
+	case VerbUnlock, VerbPreview:
 		return a, pick(&a, first(args), apps)
 	case VerbLock:
 		if len(args) > 0 && isApp(args[0]) {

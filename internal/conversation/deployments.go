@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/keystone-app/keystone/internal/outbox"
 	"github.com/keystone-app/keystone/internal/store"
 )
@@ -40,8 +42,13 @@ func deploymentState(state string) string {
 // when d succeeded, the inactive status of the deployment it replaced:
 // GitHub does not mark production deployments inactive by itself.
 func (n *Notifier) gitHubDeployment(ctx context.Context, q *store.Queries, t outbox.Target, app store.App, d store.Deployment) error {
+	env := Environment(app.Name)
+	if app.Preview() {
+		// A preview's row is named <app>-pr-<N>: its environment's name.
+		env = app.Name
+	}
 	if _, err := outbox.EnqueueDeployment(ctx, q, t, outbox.Deployment{
-		DeploymentID: d.ID, SHA: d.SHA, Environment: Environment(app.Name), Production: true,
+		DeploymentID: d.ID, SHA: d.SHA, Environment: env, Production: !app.Preview(), Transient: app.Preview(),
 		Description: fmt.Sprintf("Keystone %s #%d of %s by %s", d.Kind, d.ID, app.Name, d.Actor),
 	}); err != nil {
 		return fmt.Errorf("GitHub deployment of deployment %d: %w", d.ID, err)
@@ -85,4 +92,23 @@ func (n *Notifier) DeploymentStatus(app store.App, d store.Deployment) outbox.De
 		st.EnvironmentURL = n.links.AppURL(app)
 	}
 	return st
+}
+
+// PreviewRemoved implements deploy.PreviewNotifier: the removed preview's
+// GitHub deployments that were serving become inactive (SPEC §14), in the
+// transaction that removes it.
+func (n *Notifier) PreviewRemoved(ctx context.Context, tx pgx.Tx, preview store.App, why string) error {
+	q := store.NewQueries(tx)
+	gone, err := q.DeactivateGitHubEnvironment(ctx, preview.Owner, preview.Repo, preview.Name)
+	if err != nil {
+		return err
+	}
+	for _, g := range gone {
+		st := outbox.DeploymentStatus{DeploymentID: g.DeploymentID, State: "inactive",
+			Description: "Preview removed: " + why, LogURL: n.links.DeploymentURL(g.DeploymentID)}
+		if _, err := outbox.EnqueueDeploymentStatus(ctx, q, st); err != nil {
+			return fmt.Errorf("mark deployment %d inactive: %w", g.DeploymentID, err)
+		}
+	}
+	return nil
 }

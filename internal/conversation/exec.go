@@ -104,6 +104,11 @@ func (h *handling) run(ctx context.Context, parseErr error) error {
 	if i := slices.IndexFunc(h.apps, func(a store.App) bool { return a.Name == action.App }); i >= 0 {
 		app = h.apps[i]
 	}
+	if action.Verb == VerbPreview && h.rec.DeploymentID == 0 {
+		if ok, err := h.previewHead(ctx, &action); !ok {
+			return err
+		}
+	}
 	if err := h.accept(ctx, app, action); err != nil {
 		return err
 	}
@@ -203,7 +208,7 @@ func (h *handling) accept(ctx context.Context, app store.App, a Action) error {
 		if _, err := outbox.EnqueueReaction(ctx, q, h.target(), h.rec.CommentID, "eyes"); err != nil {
 			return err
 		}
-		if a.Verb != VerbDeploy && a.Verb != VerbRollback {
+		if a.Verb != VerbDeploy && a.Verb != VerbRollback && a.Verb != VerbPreview {
 			return nil
 		}
 		body, err := h.c.r.render("accepted", map[string]any{"Doing": words(kindOf(a))[0], "App": app.Name, "Actor": h.rec.Actor})
@@ -249,6 +254,9 @@ func (h *handling) deploy(ctx context.Context, app store.App, a Action) error {
 		}
 		req := deploy.Request{AppID: app.ID, Kind: kindOf(a), SHA: a.SHA, TargetDeploymentID: a.DeploymentID,
 			Actor: h.rec.Actor, Trigger: store.TriggerComment}
+		if a.Verb == VerbPreview {
+			req.PullRequest = h.rec.IssueNumber
+		}
 		d, err := h.c.cfg.Requester.Request(WithCommand(ctx, h.rec.ID), req)
 		switch {
 		case err != nil && h.c.cfg.IsRefusal(err):
@@ -272,6 +280,26 @@ func (h *handling) deploy(ctx context.Context, app store.App, a Action) error {
 	})
 	h.done(err, store.CommandAccepted)
 	return err
+}
+
+// previewHead sets a.SHA to the current head of the pull request the
+// command was written on, as GitHub says now (never a SHA from the
+// comment): `/keystone preview` deploys that once (SPEC §14).
+// ok is false when the command ended (refused, or err to retry).
+func (h *handling) previewHead(ctx context.Context, a *Action) (ok bool, err error) {
+	pr, err := h.c.cfg.GitHub.PullRequest(ctx, h.rec.InstallationID, h.rec.Owner, h.rec.Repo, h.rec.IssueNumber)
+	switch {
+	case github.IsNotFound(err):
+		return false, h.refuse(ctx, *a, errors.New("`preview` works on a pull request, and this is an issue"))
+	case err != nil && h.lastAttempt:
+		return false, h.refuse(ctx, *a, errors.New("GitHub did not say what the pull request's head is; try again"))
+	case err != nil:
+		return false, fmt.Errorf("pull request #%d of %s: %w", h.rec.IssueNumber, h.fullName(), err)
+	case pr.State != "open":
+		return false, h.refuse(ctx, *a, fmt.Errorf("pull request #%d is %s: only an open one gets a preview", h.rec.IssueNumber, pr.State))
+	}
+	a.SHA = pr.HeadSHA
+	return true, nil
 }
 
 func (h *handling) linkLate(ctx context.Context, app store.App, deploymentID int64) error {

@@ -25,6 +25,7 @@ type GitHub interface {
 	AppID() int64
 	AppSlug(ctx context.Context) (string, error)
 	CollaboratorPermission(ctx context.Context, inst int64, owner, repo, user string) (string, error)
+	PullRequest(ctx context.Context, inst int64, owner, repo string, number int) (github.PullRequest, error)
 }
 
 // Requester starts the deployments people ask for: the deploy engine's.

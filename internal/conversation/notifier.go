@@ -86,6 +86,11 @@ func (n *Notifier) DeploymentChanged(ctx context.Context, tx pgx.Tx, app store.A
 	}
 	if d.Trigger == store.TriggerPush {
 		th := outbox.Thread{PullOfSHA: d.SHA, Key: "deploy:" + app.Name}
+		if app.Preview() {
+			// The preview's own pull request, known by number: its one
+			// Keystone comment shows the preview's URL and state.
+			th = outbox.Thread{Issue: app.PRNumber, Key: "preview:" + app.Name}
+		}
 		if _, err := outbox.EnqueueComment(ctx, q, t, th, body); err != nil {
 			return fmt.Errorf("pull request comment of deployment %d: %w", d.ID, err)
 		}

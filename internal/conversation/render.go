@@ -35,7 +35,9 @@ func (l Links) CommitURL(owner, repo, sha string) string {
 	return strings.TrimSuffix(l.GitHubWebURL, "/") + "/" + url.PathEscape(owner) + "/" + url.PathEscape(repo) + "/commit/" + sha
 }
 
-// AppURL is where app serves (SPEC §6), "" before it has a port.
+// AppURL is where app serves (SPEC §6), "" before it has a port. A preview
+// is an app of its own with its own port; in domain mode (the router) it is
+// to be pr-<N>-<app>-<repo>.<KEYSTONE_APPS_DOMAIN>, decided here only.
 func (l Links) AppURL(app store.App) string {
 	if app.HostPort == 0 || l.AppHost == "" {
 		return ""

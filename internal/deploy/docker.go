@@ -61,16 +61,21 @@ const (
 	LabelSHA        = "io.keystone.sha"        // the 40-hex commit
 	LabelDeployment = "io.keystone.deployment" // the deployment id
 	LabelInstance   = "io.keystone.instance"   // the Keystone database's instance id
+	LabelPreview    = "io.keystone.preview"    // a preview's pull request number
 )
 
 // labels returns the labels of deployment d of app.
 func (e *Engine) labels(instance string, app store.App, d store.Deployment) map[string]string {
-	return map[string]string{
+	l := map[string]string{
 		LabelApp:        app.Key(),
 		LabelSHA:        d.SHA,
 		LabelDeployment: strconv.FormatInt(d.ID, 10),
 		LabelInstance:   instance,
 	}
+	if app.Preview() {
+		l[LabelPreview] = strconv.Itoa(app.PRNumber)
+	}
+	return l
 }
 
 // ownFilter selects what this Keystone made: both labels, and more pairs

@@ -73,6 +73,9 @@ type Config struct {
 	// even where the engine has BuildKit (tests of the fallback). Default:
 	// BuildKit when the engine has it.
 	Builder string
+	// MaxPreviews caps the open pull-request previews
+	// (KEYSTONE_MAX_PREVIEWS). Default 10; negative: none at all.
+	MaxPreviews int
 }
 
 // limits are the operator's caps as .keystone.yml's parser applies them.
@@ -105,6 +108,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxCPUs <= 0 {
 		c.MaxCPUs = 2
+	}
+	if c.MaxPreviews == 0 {
+		c.MaxPreviews = 10
 	}
 	if c.PidsLimit <= 0 {
 		c.PidsLimit = 512

@@ -73,6 +73,9 @@ func (rq *Requester) Request(ctx context.Context, req Request) (store.Deployment
 	if app.RemovedAt != nil {
 		return store.Deployment{}, refuse("%s is no longer in .keystone.yml", app.Name)
 	}
+	if req.PullRequest != 0 {
+		return rq.preview(ctx, app, req)
+	}
 	var nd store.NewDeployment
 	switch req.Kind {
 	case store.KindRollback, store.KindRedeploy:
@@ -224,6 +227,18 @@ func (rq *Requester) fromBranch(ctx context.Context, app store.App, req Request)
 func (rq *Requester) record(ctx context.Context, app store.App, nd store.NewDeployment) (store.Deployment, error) {
 	var d store.Deployment
 	err := rq.e.store.InTx(ctx, func(tx pgx.Tx, q *store.Queries) error {
+		var err error
+		d, err = rq.recordTx(ctx, tx, q, app, nd)
+		return err
+	})
+	return d, err
+}
+
+// recordTx records nd of app with its job, audit event and notification in
+// the caller's transaction.
+func (rq *Requester) recordTx(ctx context.Context, tx pgx.Tx, q *store.Queries, app store.App, nd store.NewDeployment) (store.Deployment, error) {
+	var d store.Deployment
+	err := func() error {
 		if _, err := q.LockAppRow(ctx, app.ID); err != nil {
 			return err
 		}
@@ -254,7 +269,7 @@ func (rq *Requester) record(ctx context.Context, app store.App, nd store.NewDepl
 			return err
 		}
 		return rq.e.notify(ctx, tx, q, d)
-	})
+	}()
 	return d, err
 }
 

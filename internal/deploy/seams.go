@@ -31,6 +31,10 @@ type Request struct {
 	TargetDeploymentID int64
 	Actor              string // GitHub login or Keystone user name
 	Trigger            string // store.TriggerComment or store.TriggerPage
+	// PullRequest, for `/keystone preview`: deploy SHA (the pull request's
+	// head as GitHub gave it, a fork's included) once as the app's preview
+	// of this pull request (SPEC §14). Kind is then store.KindDeploy.
+	PullRequest int
 }
 
 // Notifier hears of every deployment created and of every change of its state

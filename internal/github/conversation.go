@@ -46,6 +46,10 @@ type PullRequest struct {
 	Number int
 	State  string // open or closed
 	Merged bool
+	// From GET .../pulls/{n} only: the head, and whether it is a branch of
+	// the repository itself (by id) or a fork's.
+	HeadRef, HeadSHA string
+	Fork             bool
 }
 
 // HookDelivery is one delivery of the App's webhook.
@@ -237,6 +241,24 @@ func (a *App) PullRequestsForCommit(ctx context.Context, inst int64, owner, repo
 		out = append(out, PullRequest{Number: pr.GetNumber(), State: pr.GetState(), Merged: pr.GetMerged() || pr.MergedAt != nil})
 	}
 	return out, nil
+}
+
+// PullRequest returns pull request number of owner/repo; an error for which
+// IsNotFound holds when there is none.
+func (a *App) PullRequest(ctx context.Context, inst int64, owner, repo string, number int) (PullRequest, error) {
+	var pr *gh.PullRequest
+	err := a.withInstallation(inst, func(c *gh.Client) error {
+		var err error
+		pr, _, err = c.PullRequests.Get(ctx, owner, repo, number)
+		return err
+	})
+	if err != nil {
+		return PullRequest{}, fmt.Errorf("get pull request %s/%s#%d: %w", owner, repo, number, err)
+	}
+	head := pr.GetHead().GetRepo()
+	return PullRequest{Number: pr.GetNumber(), State: pr.GetState(), Merged: pr.GetMerged(),
+		HeadRef: pr.GetHead().GetRef(), HeadSHA: pr.GetHead().GetSHA(),
+		Fork: head == nil || head.GetID() != pr.GetBase().GetRepo().GetID()}, nil
 }
 
 // ListHookDeliveries returns one page (at most perPage, up to 100) of the

@@ -196,3 +196,11 @@ func (l *Live) LatestDeploymentStatus(ctx context.Context, inst int64, owner, re
 	}
 	return a.LatestDeploymentStatus(ctx, inst, owner, repo, id)
 }
+
+func (l *Live) PullRequest(ctx context.Context, inst int64, owner, repo string, number int) (PullRequest, error) {
+	a, err := l.get()
+	if err != nil {
+		return PullRequest{}, err
+	}
+	return a.PullRequest(ctx, inst, owner, repo, number)
+}

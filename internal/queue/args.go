@@ -64,6 +64,20 @@ func (CommentArgs) InsertOpts() river.InsertOpts {
 	return river.InsertOpts{Queue: QueueIntake, MaxAttempts: intakeAttempts}
 }
 
+// PullRequestArgs asks for a stored pull_request delivery to be turned into
+// a preview deploy, or a preview's removal (SPEC §14).
+type PullRequestArgs struct {
+	DeliveryID int64 `json:"delivery_id"`
+}
+
+// Kind names the job in River.
+func (PullRequestArgs) Kind() string { return "pull_request" }
+
+// InsertOpts puts pull requests on the intake queue with few attempts.
+func (PullRequestArgs) InsertOpts() river.InsertOpts {
+	return river.InsertOpts{Queue: QueueIntake, MaxAttempts: intakeAttempts}
+}
+
 // AppJobArgs are the arguments of a job that acts on one app: at most one such
 // job runs per app at any time (see Exclusive).
 type AppJobArgs interface {

@@ -187,6 +187,8 @@ func deliveryWork(ctx context.Context, q *store.Queries, id int64, d webhook.Del
 		return PushArgs{DeliveryID: id}, nil
 	case "issue_comment":
 		return CommentArgs{DeliveryID: id}, nil
+	case "pull_request":
+		return PullRequestArgs{DeliveryID: id}, nil
 	}
 	return nil, nil
 }

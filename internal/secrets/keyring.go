@@ -61,13 +61,28 @@ func (k *Keyring) Has(id string) bool { _, ok := k.aeads[id]; return ok }
 // binding is what a ciphertext belongs to: it is authenticated with it, so a
 // ciphertext copied to another app or name, or relabelled with another key
 // id, does not decrypt.
-type binding struct{ owner, repo, app, name string }
+// A preview secret is bound as such: a production ciphertext copied into a
+// preview row (or back) does not decrypt.
+type binding struct {
+	owner, repo, app, name string
+	preview                bool
+}
 
-func (b binding) String() string { return b.owner + "/" + b.repo + "/" + b.app + " " + b.name }
+func (b binding) String() string {
+	if b.preview {
+		return b.owner + "/" + b.repo + "/" + b.app + " " + b.name + " (previews)"
+	}
+	return b.owner + "/" + b.repo + "/" + b.app + " " + b.name
+}
 
-// aad joins the parts with NUL, which none of them can contain.
+// aad joins the parts with NUL, which none of them can contain. Production
+// secrets keep the AAD they had before previews existed.
 func (b binding) aad(keyID string) []byte {
-	return []byte("keystone.secret.v1\x00" + keyID + "\x00" + b.owner + "\x00" + b.repo + "\x00" + b.app + "\x00" + b.name)
+	aad := "keystone.secret.v1\x00" + keyID + "\x00" + b.owner + "\x00" + b.repo + "\x00" + b.app + "\x00" + b.name
+	if b.preview {
+		aad += "\x00preview"
+	}
+	return []byte(aad)
 }
 
 // seal encrypts plaintext under the primary key: a random 96-bit nonce

@@ -104,10 +104,21 @@ func New(st *store.Store, keys *Keyring) *Service { return &Service{store: st, k
 // Set stores value as the secret key of owner/repo/app (which need not be
 // deployed yet), replacing any previous value, and audits it as actor.
 func (s *Service) Set(ctx context.Context, actor, owner, repo, app, key, value string) error {
+	return s.set(ctx, actor, owner, repo, app, key, value, false)
+}
+
+// SetPreview is Set for the app's pull-request previews (SPEC §14): the
+// value is given to its previews only, never to production.
+func (s *Service) SetPreview(ctx context.Context, actor, owner, repo, app, key, value string) error {
+	return s.set(ctx, actor, owner, repo, app, key, value, true)
+}
+
+func (s *Service) set(ctx context.Context, actor, owner, repo, app, key, value string, preview bool) error {
 	b, err := bind(owner, repo, app, key)
 	if err != nil {
 		return err
 	}
+	b.preview = preview
 	if err := ValidValue(value); err != nil {
 		return err
 	}
@@ -115,50 +126,88 @@ func (s *Service) Set(ctx context.Context, actor, owner, repo, app, key, value s
 	if err != nil {
 		return err
 	}
-	row := store.Secret{Owner: b.owner, Repo: b.repo, App: b.app, Name: b.name, KeyID: keyID, Sealed: sealed, UpdatedBy: actor}
+	row := store.Secret{Owner: b.owner, Repo: b.repo, App: b.app, Name: b.name, KeyID: keyID, Sealed: sealed,
+		UpdatedBy: actor, Preview: preview}
 	return s.store.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
 		created, err := q.PutSecret(ctx, row)
 		if err != nil {
 			return err
 		}
+		details := map[string]any{"name": b.name, "created": created, "key_id": keyID}
+		if preview {
+			details["preview"] = true
+		}
 		return q.AppendAudit(ctx, store.AuditEvent{Actor: actor, Action: store.AuditSecretSet, Target: row.Target(),
-			Details: map[string]any{"name": b.name, "created": created, "key_id": keyID}})
+			Details: details})
 	})
 }
 
 // Unset removes the secret key of owner/repo/app and audits it as actor. A
 // secret that is not set is an error wrapping store.ErrNotFound.
 func (s *Service) Unset(ctx context.Context, actor, owner, repo, app, key string) error {
+	return s.unset(ctx, actor, owner, repo, app, key, false)
+}
+
+// UnsetPreview is Unset for a preview secret.
+func (s *Service) UnsetPreview(ctx context.Context, actor, owner, repo, app, key string) error {
+	return s.unset(ctx, actor, owner, repo, app, key, true)
+}
+
+func (s *Service) unset(ctx context.Context, actor, owner, repo, app, key string, preview bool) error {
 	b, err := bind(owner, repo, app, key)
 	if err != nil {
 		return err
 	}
+	b.preview = preview
+	row := store.Secret{Owner: b.owner, Repo: b.repo, App: b.app, Preview: preview}
 	return s.store.InTx(ctx, func(_ pgx.Tx, q *store.Queries) error {
-		if err := q.DeleteSecret(ctx, b.owner, b.repo, b.app, b.name); err != nil {
+		if err := q.DeleteSecret(ctx, b.owner, b.repo, b.app, b.name, preview); err != nil {
 			return err
 		}
+		details := map[string]any{"name": b.name}
+		if preview {
+			details["preview"] = true
+		}
 		return q.AppendAudit(ctx, store.AuditEvent{Actor: actor, Action: store.AuditSecretUnset,
-			Target: b.owner + "/" + b.repo + "/" + b.app, Details: map[string]any{"name": b.name}})
+			Target: row.Target(), Details: details})
 	})
 }
 
 // List returns the names, never the values, of owner/repo/app's secrets, sorted.
 func (s *Service) List(ctx context.Context, owner, repo, app string) ([]string, error) {
+	return s.list(ctx, owner, repo, app, false)
+}
+
+// ListPreview returns the names of owner/repo/app's preview secrets, sorted.
+func (s *Service) ListPreview(ctx context.Context, owner, repo, app string) ([]string, error) {
+	return s.list(ctx, owner, repo, app, true)
+}
+
+func (s *Service) list(ctx context.Context, owner, repo, app string, preview bool) ([]string, error) {
 	b, err := bindApp(owner, repo, app)
 	if err != nil {
 		return nil, err
 	}
-	return s.store.SecretNames(ctx, b.owner, b.repo, b.app)
+	return s.store.SecretNames(ctx, b.owner, b.repo, b.app, preview)
 }
 
 // AppSecrets implements deploy.Secrets: the decrypted secrets of the app
-// with id appID, by name. Errors name the secret and key id, never a value.
+// with id appID, by name. A preview gets its parent app's preview secrets
+// only, found through the parent's stored id (never through the preview's
+// name), and a production app never a preview secret. Errors name the
+// secret and key id, never a value.
 func (s *Service) AppSecrets(ctx context.Context, appID int64) (map[string]string, error) {
 	app, err := s.store.App(ctx, appID)
 	if err != nil {
 		return nil, fmt.Errorf("secrets of app %d: %w", appID, err)
 	}
-	rows, err := s.store.AppSecretRows(ctx, strings.ToLower(app.Owner), strings.ToLower(app.Repo), app.Name)
+	preview := app.Preview()
+	if preview {
+		if app, err = s.store.App(ctx, app.ParentAppID); err != nil {
+			return nil, fmt.Errorf("secrets of preview %d: %w", appID, err)
+		}
+	}
+	rows, err := s.store.AppSecretRows(ctx, strings.ToLower(app.Owner), strings.ToLower(app.Repo), app.Name, preview)
 	if err != nil {
 		return nil, err
 	}
@@ -174,7 +223,7 @@ func (s *Service) AppSecrets(ctx context.Context, appID int64) (map[string]strin
 }
 
 func bindingOf(row store.Secret) binding {
-	return binding{owner: row.Owner, repo: row.Repo, app: row.App, name: row.Name}
+	return binding{owner: row.Owner, repo: row.Repo, app: row.App, name: row.Name, preview: row.Preview}
 }
 
 // UnknownKeys counts the secrets encrypted under key ids that are not in the

@@ -3,12 +3,14 @@ package server
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/keystone-app/keystone/internal/deploy"
+	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/web"
 )
@@ -31,16 +33,21 @@ func (p *parts) addDeploy() error {
 		deps.Notifier = p.notifier // statuses and comments of every deployment change
 	}
 	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
-		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs})
+		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs, MaxPreviews: maxPreviews(p.cfg.MaxPreviews)})
 	if err != nil {
 		return err
 	}
 	river.AddWorker(p.workers, engine.PushWorker())
 	river.AddWorker(p.workers, engine.DeployWorker())
+	river.AddWorker(p.workers, engine.PullRequestWorker())
 	p.engine = engine
 	p.requester = engine.Requester(lateJobs{p})
 	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
 	p.loops = append(p.loops, loop{name: "reconcile", run: engine.RunReconciler})
+	if p.github != nil {
+		sweep := time.Duration(p.cfg.PreviewSweepSeconds) * time.Second
+		p.loops = append(p.loops, loop{name: "preview sweep", run: engine.PreviewSweeper(pullRequests{p.github}, sweep)})
+	}
 	return nil
 }
 
@@ -66,4 +73,27 @@ func (c containers) State(ctx context.Context, app store.App) (web.ContainerStat
 		foreign = append(foreign, fmt.Sprintf("%s %s (%s, %s)", f.ID, f.Name, f.Image, f.State))
 	}
 	return web.ContainerState{State: st.State, StartedAt: st.StartedAt, Image: st.ImageID, Output: st.Output, Foreign: foreign}, err
+}
+
+// maxPreviews maps KEYSTONE_MAX_PREVIEWS (0: none) to deploy.Config's
+// (0: the default, negative: none).
+func maxPreviews(n int) int {
+	if n == 0 {
+		return -1
+	}
+	return n
+}
+
+// pullRequests tells the preview sweep whether a pull request is open.
+type pullRequests struct{ app *github.Live }
+
+func (p pullRequests) PullRequestOpen(ctx context.Context, inst int64, owner, repo string, number int) (bool, error) {
+	pr, err := p.app.PullRequest(ctx, inst, owner, repo, number)
+	if github.IsNotFound(err) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return pr.State == "open", nil
 }

@@ -23,7 +23,19 @@ type App struct {
 	CreatedAt           time.Time
 	UpdatedAt           time.Time
 	RemovedAt           *time.Time
+	// A preview (SPEC §14) is an app row of its own, named <app>-pr-<N>:
+	// PRNumber and ParentAppID are set, and HeadRef is the pull request's
+	// head branch (empty for a fork's). Zero for a production app.
+	PRNumber    int
+	ParentAppID int64
+	HeadRef     string
 }
+
+// Preview reports whether the app is a pull request's preview.
+func (a App) Preview() bool { return a.PRNumber != 0 }
+
+// PreviewName is the app row name of app's preview of pull request pr.
+func PreviewName(app string, pr int) string { return fmt.Sprintf("%s-pr-%d", app, pr) }
 
 // Key is owner/repo/app, the value of the io.keystone.app label.
 func (a App) Key() string { return a.Owner + "/" + a.Repo + "/" + a.Name }
@@ -36,13 +48,14 @@ func (a App) Locked() bool { return a.LockedBy != "" }
 
 const appColumns = `id, installation_id, owner, repo, name, branch, clone_url, config,
 	COALESCE(host_port, 0), COALESCE(current_deployment_id, 0), COALESCE(locked_by, ''),
-	COALESCE(locked_reason, ''), locked_at, created_at, updated_at, removed_at`
+	COALESCE(locked_reason, ''), locked_at, created_at, updated_at, removed_at,
+	COALESCE(pr_number, 0), COALESCE(parent_app_id, 0), head_ref`
 
 func scanApp(row interface{ Scan(...any) error }) (App, error) {
 	var a App
 	err := row.Scan(&a.ID, &a.InstallationID, &a.Owner, &a.Repo, &a.Name, &a.Branch, &a.CloneURL, &a.Config,
 		&a.HostPort, &a.CurrentDeploymentID, &a.LockedBy, &a.LockedReason, &a.LockedAt,
-		&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt)
+		&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &a.PRNumber, &a.ParentAppID, &a.HeadRef)
 	return a, err
 }
 

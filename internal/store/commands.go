@@ -122,7 +122,8 @@ func (q *Queries) CommandsOfDeployment(ctx context.Context, deploymentID int64) 
 // .keystone.yml, by name. Names match GitHub's way: case-insensitively.
 func (q *Queries) RepositoryApps(ctx context.Context, owner, repo string) ([]App, error) {
 	rows, err := q.db.Query(ctx, `SELECT `+appColumns+` FROM apps
-		WHERE lower(owner) = lower($1) AND lower(repo) = lower($2) AND removed_at IS NULL ORDER BY name`,
+		WHERE lower(owner) = lower($1) AND lower(repo) = lower($2) AND removed_at IS NULL AND pr_number IS NULL
+		ORDER BY name`,
 		noNUL(owner), noNUL(repo))
 	if err != nil {
 		return nil, fmt.Errorf("apps of %s/%s: %w", owner, repo, err)
@@ -165,7 +166,8 @@ func (q *Queries) UnlockApp(ctx context.Context, id int64) (before App, unlocked
 		RETURNING apps.id, apps.installation_id, apps.owner, apps.repo, apps.name, apps.branch, apps.clone_url,
 			apps.config, COALESCE(apps.host_port, 0), COALESCE(apps.current_deployment_id, 0),
 			COALESCE(old.locked_by, ''), COALESCE(old.locked_reason, ''), old.locked_at,
-			apps.created_at, apps.updated_at, apps.removed_at`, id))
+			apps.created_at, apps.updated_at, apps.removed_at,
+			COALESCE(apps.pr_number, 0), COALESCE(apps.parent_app_id, 0), apps.head_ref`, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		before, err = q.App(ctx, id)
 		return before, false, err

@@ -41,7 +41,7 @@ func (q *Queries) UpsertApp(ctx context.Context, spec AppSpec) (App, error) {
 	a, err := scanApp(q.db.QueryRow(ctx, `
 		UPDATE apps SET installation_id = $1, branch = $5, clone_url = $6, config = $7,
 			removed_at = NULL, updated_at = now()
-		WHERE lower(owner) = lower($2) AND lower(repo) = lower($3) AND name = $4
+		WHERE lower(owner) = lower($2) AND lower(repo) = lower($3) AND name = $4 AND pr_number IS NULL
 		RETURNING `+appColumns,
 		spec.InstallationID, spec.Owner, spec.Repo, spec.Name, noNUL(spec.Branch), noNUL(spec.CloneURL), spec.Config))
 	if err == nil {
@@ -61,9 +61,11 @@ func (q *Queries) UpsertApp(ctx context.Context, spec AppSpec) (App, error) {
 	return a, nil
 }
 
-// AppsOfRepository returns the apps of owner/repo that are not removed, by name.
+// AppsOfRepository returns the apps of owner/repo that are not removed, by
+// name; previews are not among them.
 func (q *Queries) AppsOfRepository(ctx context.Context, owner, repo string) ([]App, error) {
-	return q.apps(ctx, `WHERE lower(owner) = lower($1) AND lower(repo) = lower($2) AND removed_at IS NULL ORDER BY name`,
+	return q.apps(ctx, `WHERE lower(owner) = lower($1) AND lower(repo) = lower($2) AND removed_at IS NULL
+		AND pr_number IS NULL ORDER BY name`,
 		owner, repo)
 }
 
@@ -112,11 +114,16 @@ func (q *Queries) MoveApp(ctx context.Context, id int64, branch string, config j
 	return nil
 }
 
-// RemoveApp marks the app removed, releases its host port and deletes its
-// secrets, returning their names for the audit event: a later app of the
-// same name starts with none. Its deployments are kept; reconciliation stops
-// its containers.
+// RemoveApp marks the app and its previews removed, releases their host
+// ports and deletes the app's secrets (preview secrets included), returning
+// their names for the audit event: a later app of the same name starts with
+// none. Their deployments are kept; reconciliation stops their containers
+// and removes their images.
 func (q *Queries) RemoveApp(ctx context.Context, id int64) (secretsDeleted []string, err error) {
+	if _, err := q.db.Exec(ctx, `UPDATE apps SET removed_at = COALESCE(removed_at, now()), host_port = NULL,
+		updated_at = now() WHERE parent_app_id = $1`, id); err != nil {
+		return nil, fmt.Errorf("remove the previews of app %d: %w", id, err)
+	}
 	var owner, repo, name string
 	err = q.db.QueryRow(ctx, `UPDATE apps SET removed_at = COALESCE(removed_at, now()), host_port = NULL,
 		updated_at = now() WHERE id = $1 RETURNING lower(owner), lower(repo), name`, id).Scan(&owner, &repo, &name)

@@ -100,3 +100,22 @@ func (q *Queries) ActivateGitHubDeployment(ctx context.Context, deploymentID int
 	}
 	return replaced, nil
 }
+
+// DeactivateGitHubEnvironment marks the active GitHub deployments of
+// environment of owner/repo inactive, and returns them: a removed preview
+// serves nothing any more.
+func (q *Queries) DeactivateGitHubEnvironment(ctx context.Context, owner, repo, environment string) ([]GitHubDeployment, error) {
+	rows, err := q.db.Query(ctx, `
+		UPDATE github_deployments SET active = false, updated_at = now()
+		WHERE active AND lower(owner) = lower($1) AND lower(repo) = lower($2) AND environment = $3
+		RETURNING deployment_id, installation_id, owner, repo, environment, COALESCE(github_id, 0), state, active`,
+		owner, repo, environment)
+	if err != nil {
+		return nil, fmt.Errorf("deactivate environment %s of %s/%s: %w", environment, owner, repo, err)
+	}
+	gone, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (GitHubDeployment, error) { return scanGitHubDeployment(r) })
+	if err != nil {
+		return nil, fmt.Errorf("deactivate environment %s of %s/%s: %w", environment, owner, repo, err)
+	}
+	return gone, nil
+}

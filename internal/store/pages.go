@@ -21,19 +21,23 @@ type AppSummary struct {
 }
 
 // AppsOverview returns every app not removed, by owner, repository and name,
-// with its serving and newest deployments, in one query.
+// each followed by its open previews by pull request number, with its
+// serving and newest deployments, in one query.
 func (q *Queries) AppsOverview(ctx context.Context) ([]AppSummary, error) {
 	rows, err := q.db.Query(ctx, `
 		SELECT a.*, `+optionalDeploymentColumns("cur")+`, `+optionalDeploymentColumns("latest")+`
 		FROM (
-			SELECT `+appColumns+`, id AS app_key, current_deployment_id AS current_key
+			SELECT `+appColumns+`, id AS app_key, current_deployment_id AS current_key,
+				parent_app_id AS parent_key, pr_number AS pr_key
 			FROM apps WHERE removed_at IS NULL
 		) a
 		LEFT JOIN deployments cur ON cur.id = a.current_key
 		LEFT JOIN LATERAL (
 			SELECT * FROM deployments d WHERE d.app_id = a.app_key ORDER BY d.id DESC LIMIT 1
 		) latest ON true
-		ORDER BY a.owner, a.repo, a.name`)
+		-- A preview comes right under the app it previews (SPEC §14).
+		ORDER BY a.owner, a.repo,
+			COALESCE((SELECT p.name FROM apps p WHERE p.id = a.parent_key), a.name), a.pr_key NULLS FIRST`)
 	if err != nil {
 		return nil, fmt.Errorf("list apps: %w", err)
 	}
@@ -42,10 +46,11 @@ func (q *Queries) AppsOverview(ctx context.Context) ([]AppSummary, error) {
 	for rows.Next() {
 		var a App
 		var cur, latest Deployment
-		var appKey, currentKey *int64 // the join keys, again
+		var appKey, currentKey, parentKey *int64 // the join and order keys, again
+		var prKey *int32
 		dest := []any{&a.ID, &a.InstallationID, &a.Owner, &a.Repo, &a.Name, &a.Branch, &a.CloneURL, &a.Config,
 			&a.HostPort, &a.CurrentDeploymentID, &a.LockedBy, &a.LockedReason, &a.LockedAt,
-			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &appKey, &currentKey}
+			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &a.PRNumber, &a.ParentAppID, &a.HeadRef, &appKey, &currentKey, &parentKey, &prKey}
 		dest = append(dest, deploymentDest(&cur)...)
 		dest = append(dest, deploymentDest(&latest)...)
 		if err := rows.Scan(dest...); err != nil {

@@ -20,31 +20,39 @@ type Secret struct {
 	Sealed    []byte
 	UpdatedAt time.Time
 	UpdatedBy string
+	// Preview: the secret is given to the app's pull-request previews only,
+	// never to production; a production secret never to a preview.
+	Preview bool
 }
 
 // Target is owner/repo/app, the audit target of a secret change.
-func (s Secret) Target() string { return s.Owner + "/" + s.Repo + "/" + s.App }
+func (s Secret) Target() string {
+	if s.Preview {
+		return s.Owner + "/" + s.Repo + "/" + s.App + " (previews)"
+	}
+	return s.Owner + "/" + s.Repo + "/" + s.App
+}
 
 // PutSecret stores s, replacing the app's secret of the same name, and
 // reports whether it was new.
 func (q *Queries) PutSecret(ctx context.Context, s Secret) (created bool, err error) {
-	err = q.db.QueryRow(ctx, `INSERT INTO secrets (owner, repo, app, name, key_id, sealed, updated_by)
-		VALUES ($1, $2, $3, $4, $5, $6, $7)
-		ON CONFLICT (owner, repo, app, name) DO UPDATE
+	err = q.db.QueryRow(ctx, `INSERT INTO secrets (owner, repo, app, name, key_id, sealed, updated_by, preview)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+		ON CONFLICT (owner, repo, app, name, preview) DO UPDATE
 		SET key_id = EXCLUDED.key_id, sealed = EXCLUDED.sealed, updated_by = EXCLUDED.updated_by, updated_at = now()
 		RETURNING xmax = 0`,
-		s.Owner, s.Repo, s.App, s.Name, s.KeyID, s.Sealed, noNUL(s.UpdatedBy)).Scan(&created)
+		s.Owner, s.Repo, s.App, s.Name, s.KeyID, s.Sealed, noNUL(s.UpdatedBy), s.Preview).Scan(&created)
 	if err != nil {
 		return false, fmt.Errorf("store secret %s of %s: %w", s.Name, s.Target(), err)
 	}
 	return created, nil
 }
 
-// DeleteSecret removes the secret name of owner/repo/app; ErrNotFound if it
-// is not set.
-func (q *Queries) DeleteSecret(ctx context.Context, owner, repo, app, name string) error {
-	tag, err := q.db.Exec(ctx, `DELETE FROM secrets WHERE owner = $1 AND repo = $2 AND app = $3 AND name = $4`,
-		owner, repo, app, name)
+// DeleteSecret removes the secret name of owner/repo/app (its preview
+// secret if preview); ErrNotFound if it is not set.
+func (q *Queries) DeleteSecret(ctx context.Context, owner, repo, app, name string, preview bool) error {
+	tag, err := q.db.Exec(ctx, `DELETE FROM secrets WHERE owner = $1 AND repo = $2 AND app = $3 AND name = $4
+		AND preview = $5`, owner, repo, app, name, preview)
 	if err != nil {
 		return fmt.Errorf("delete secret %s of %s/%s/%s: %w", name, owner, repo, app, err)
 	}
@@ -54,10 +62,11 @@ func (q *Queries) DeleteSecret(ctx context.Context, owner, repo, app, name strin
 	return nil
 }
 
-// SecretNames lists the names of the secrets of owner/repo/app, sorted.
-func (q *Queries) SecretNames(ctx context.Context, owner, repo, app string) ([]string, error) {
-	rows, err := q.db.Query(ctx, `SELECT name FROM secrets WHERE owner = $1 AND repo = $2 AND app = $3 ORDER BY name`,
-		owner, repo, app)
+// SecretNames lists the names of the secrets of owner/repo/app (its
+// preview secrets if preview), sorted.
+func (q *Queries) SecretNames(ctx context.Context, owner, repo, app string, preview bool) ([]string, error) {
+	rows, err := q.db.Query(ctx, `SELECT name FROM secrets WHERE owner = $1 AND repo = $2 AND app = $3
+		AND preview = $4 ORDER BY name`, owner, repo, app, preview)
 	if err != nil {
 		return nil, fmt.Errorf("list secrets of %s/%s/%s: %w", owner, repo, app, err)
 	}
@@ -68,18 +77,19 @@ func (q *Queries) SecretNames(ctx context.Context, owner, repo, app string) ([]s
 	return names, nil
 }
 
-const secretColumns = `id, owner, repo, app, name, key_id, sealed, updated_at, updated_by`
+const secretColumns = `id, owner, repo, app, name, key_id, sealed, updated_at, updated_by, preview`
 
 func scanSecret(row pgx.CollectableRow) (Secret, error) {
 	var s Secret
-	err := row.Scan(&s.ID, &s.Owner, &s.Repo, &s.App, &s.Name, &s.KeyID, &s.Sealed, &s.UpdatedAt, &s.UpdatedBy)
+	err := row.Scan(&s.ID, &s.Owner, &s.Repo, &s.App, &s.Name, &s.KeyID, &s.Sealed, &s.UpdatedAt, &s.UpdatedBy, &s.Preview)
 	return s, err
 }
 
-// AppSecretRows returns the encrypted secrets of owner/repo/app, sorted by name.
-func (q *Queries) AppSecretRows(ctx context.Context, owner, repo, app string) ([]Secret, error) {
+// AppSecretRows returns the encrypted secrets of owner/repo/app, sorted by
+// name: its preview secrets if preview, else its production ones.
+func (q *Queries) AppSecretRows(ctx context.Context, owner, repo, app string, preview bool) ([]Secret, error) {
 	rows, err := q.db.Query(ctx, `SELECT `+secretColumns+` FROM secrets
-		WHERE owner = $1 AND repo = $2 AND app = $3 ORDER BY name`, owner, repo, app)
+		WHERE owner = $1 AND repo = $2 AND app = $3 AND preview = $4 ORDER BY name`, owner, repo, app, preview)
 	if err != nil {
 		return nil, fmt.Errorf("read secrets of %s/%s/%s: %w", owner, repo, app, err)
 	}

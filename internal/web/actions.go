@@ -123,7 +123,11 @@ func (h *Handler) setSecret(c *gin.Context) {
 		return
 	}
 	user := current(c).user
-	if err := h.opts.Secrets.Set(c.Request.Context(), user.Name, a.Owner, a.Repo, a.Name, key, value); err != nil {
+	set := h.opts.Secrets.Set
+	if c.PostForm("preview") == "1" {
+		set = h.opts.Secrets.SetPreview
+	}
+	if err := set(c.Request.Context(), user.Name, a.Owner, a.Repo, a.Name, key, value); err != nil {
 		msg, ok := secretRefusal(err)
 		if !ok {
 			h.fail(c, fmt.Errorf("set secret %s of %s: %w", key, a.Key(), err))
@@ -145,7 +149,11 @@ func (h *Handler) unsetSecret(c *gin.Context) {
 	}
 	key := strings.TrimSpace(c.PostForm("key"))
 	user := current(c).user
-	if err := h.opts.Secrets.Unset(c.Request.Context(), user.Name, a.Owner, a.Repo, a.Name, key); err != nil {
+	unset := h.opts.Secrets.Unset
+	if c.PostForm("preview") == "1" {
+		unset = h.opts.Secrets.UnsetPreview
+	}
+	if err := unset(c.Request.Context(), user.Name, a.Owner, a.Repo, a.Name, key); err != nil {
 		msg, ok := secretRefusal(err)
 		if !ok {
 			h.fail(c, fmt.Errorf("unset secret %s of %s: %w", key, a.Key(), err))

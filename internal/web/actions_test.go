@@ -303,3 +303,31 @@ func TestSecretsAreHiddenWithoutTheSeam(t *testing.T) {
 		t.Fatalf("set secret without the seam: HTTP %d", r.status)
 	}
 }
+
+// An admin sets a preview secret on the app page: it is listed apart and
+// never given to production; removing it needs the preview flag too.
+func TestAdminSetsPreviewSecretApart(t *testing.T) {
+	s := newSite(t)
+	c := s.signedIn("ada")
+	token := c.csrf(s.appPath())
+	r := c.post(s.appPath()+"/secrets", url.Values{"csrf_token": {token}, "key": {"TEST_DB"}, "value": {"preview-db"}, "preview": {"1"}})
+	if r.status != http.StatusSeeOther {
+		t.Fatalf("set preview secret: HTTP %d\n%s", r.status, r.body)
+	}
+	if stored, err := s.secrets.AppSecrets(t.Context(), s.app.ID); err != nil || len(stored) != 0 {
+		t.Fatalf("production gets %v, %v; want no secret", stored, err)
+	}
+	if names, err := s.secrets.ListPreview(t.Context(), "acme", "shop", "web"); err != nil || strings.Join(names, ",") != "TEST_DB" {
+		t.Fatalf("preview secrets %v, %v", names, err)
+	}
+	page := c.get(s.appPath())
+	if !strings.Contains(page.body, `aria-label="Remove preview secret TEST_DB"`) || strings.Contains(page.body, "preview-db") {
+		t.Fatalf("the preview secret is not listed apart, or its value shows:\n%s", page.body)
+	}
+	if r := c.post(s.appPath()+"/secrets/unset", url.Values{"csrf_token": {token}, "key": {"TEST_DB"}}); r.status != http.StatusUnprocessableEntity {
+		t.Fatalf("unset without the preview flag: HTTP %d, want 422", r.status)
+	}
+	if r := c.post(s.appPath()+"/secrets/unset", url.Values{"csrf_token": {token}, "key": {"TEST_DB"}, "preview": {"1"}}); r.status != http.StatusSeeOther {
+		t.Fatalf("unset preview secret: HTTP %d", r.status)
+	}
+}

@@ -38,6 +38,12 @@ func (h *Handler) overview(c *gin.Context) {
 		a := s.App
 		row := AppRow{App: Link{appPath(a), a.Name}, Repository: Link{h.repoURL(a.Owner, a.Repo), a.FullName()},
 			Branch: a.Branch, Locked: a.Locked(), State: Badge{"never deployed", "muted"}}
+		if a.Preview() {
+			row.Branch = fmt.Sprintf("preview of #%d", a.PRNumber)
+			if a.HeadRef != "" {
+				row.Branch += " (" + a.HeadRef + ")"
+			}
+		}
 		if u := h.appURL(a); u != "" {
 			row.URL = &Link{u, u}
 		}
@@ -129,7 +135,8 @@ func (h *Handler) renderApp(c *gin.Context, status int, a store.App, view *AppPa
 			return
 		}
 	}
-	if user.Role == store.RoleAdmin && h.opts.Secrets != nil {
+	// A preview's secrets are its app's preview secrets, set on that app.
+	if user.Role == store.RoleAdmin && h.opts.Secrets != nil && !a.Preview() {
 		view.Secrets = h.secretsView(ctx, a)
 	}
 	h.render(c, status, view)
@@ -240,6 +247,13 @@ func (h *Handler) secretsView(ctx context.Context, a store.App) *SecretsView {
 		return v
 	}
 	v.Names = slices.Sorted(slices.Values(names))
+	preview, err := h.opts.Secrets.ListPreview(ctx, a.Owner, a.Repo, a.Name)
+	if err != nil {
+		h.log.Warn("preview secret names unavailable", "app", a.Key(), "error", err.Error())
+		v.Problem = "The secret names cannot be read right now."
+		return v
+	}
+	v.PreviewNames = slices.Sorted(slices.Values(preview))
 	return v
 }
 

@@ -58,4 +58,8 @@ type Secrets interface {
 	List(ctx context.Context, owner, repo, app string) ([]string, error)
 	Set(ctx context.Context, actor, owner, repo, app, key, value string) error
 	Unset(ctx context.Context, actor, owner, repo, app, key string) error
+	// The same for the secrets only the app's previews get.
+	ListPreview(ctx context.Context, owner, repo, app string) ([]string, error)
+	SetPreview(ctx context.Context, actor, owner, repo, app, key, value string) error
+	UnsetPreview(ctx context.Context, actor, owner, repo, app, key string) error
 }

@@ -183,10 +183,13 @@ type RollbackTarget struct {
 // SecretsView lists an app's secret names for admins, with set and unset
 // forms. Values are never shown.
 type SecretsView struct {
-	Names       []string
-	SetAction   string
-	UnsetAction string
-	Problem     string
+	Names []string
+	// PreviewNames are the secrets only the app's pull-request previews
+	// get (SPEC §14).
+	PreviewNames []string
+	SetAction    string
+	UnsetAction  string
+	Problem      string
 }
 
 // DeploymentPage is /deployments/{id}.

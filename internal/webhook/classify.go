@@ -14,7 +14,7 @@ import (
 // that work in one transaction.
 type Delivery struct {
 	GUID           string
-	Event          string // push, issue_comment, installation or installation_repositories
+	Event          string // push, issue_comment, pull_request, installation or installation_repositories
 	Action         string
 	InstallationID int64
 	Repository     string // owner/name; empty for installation events
@@ -88,6 +88,12 @@ func classify(event, guid string, body []byte, webURL string) (Delivery, error) 
 			return Delivery{}, err
 		}
 		return classifyComment(d, &p)
+	case "pull_request":
+		var p pullRequestPayload
+		if err := decode(event, body, &p); err != nil {
+			return Delivery{}, err
+		}
+		return classifyPullRequest(d, &p)
 	case "installation":
 		var p installationPayload
 		if err := decode(event, body, &p); err != nil {
@@ -169,6 +175,30 @@ func classifyComment(d Delivery, e *commentPayload) (Delivery, error) {
 		return Delivery{}, badPayload{errors.New("issue_comment: issue.number or comment.id is missing")}
 	}
 	d.Action = "created"
+	d.InstallationID = e.Installation.ID
+	d.Repository = e.Repository.FullName
+	return d, nil
+}
+
+// classifyPullRequest keeps the actions that open, move or close a
+// pull request's preview (SPEC §14). Whether the repository has apps with
+// previews, and whether the head is a fork, is decided by the job.
+func classifyPullRequest(d Delivery, e *pullRequestPayload) (Delivery, error) {
+	switch {
+	case e.Action != "opened" && e.Action != "reopened" && e.Action != "synchronize" && e.Action != "closed":
+		return Delivery{}, ignored{fmt.Sprintf("pull_request %s: not used by Keystone", clip(e.Action))}
+	case e.Installation.ID == 0:
+		return Delivery{}, ignored{"no installation: not a GitHub App delivery"}
+	case !fullNamePattern.MatchString(e.Repository.FullName):
+		return Delivery{}, badPayload{errors.New("pull_request: repository.full_name is not owner/name")}
+	case e.Number <= 0:
+		return Delivery{}, badPayload{errors.New("pull_request: number is missing")}
+	case !shaPattern.MatchString(e.PullRequest.Head.SHA):
+		return Delivery{}, badPayload{errors.New("pull_request: pull_request.head.sha is not a 40-hex commit SHA")}
+	case e.PullRequest.Base.Ref == "":
+		return Delivery{}, badPayload{errors.New("pull_request: pull_request.base.ref is missing")}
+	}
+	d.Action = e.Action
 	d.InstallationID = e.Installation.ID
 	d.Repository = e.Repository.FullName
 	return d, nil

@@ -64,3 +64,22 @@ type installationReposPayload struct {
 	RepositoriesAdded   []payloadRepository `json:"repositories_added"`
 	RepositoriesRemoved []payloadRepository `json:"repositories_removed"`
 }
+
+type pullRequestPayload struct {
+	Action       string              `json:"action"`
+	Number       int                 `json:"number"`
+	Installation payloadInstallation `json:"installation"`
+	Repository   payloadRepository   `json:"repository"`
+	PullRequest  struct {
+		Head struct {
+			Ref  string `json:"ref"`
+			SHA  string `json:"sha"`
+			Repo *struct {
+				ID int64 `json:"id"`
+			} `json:"repo"` // null once a fork is deleted
+		} `json:"head"`
+		Base struct {
+			Ref string `json:"ref"`
+		} `json:"base"`
+	} `json:"pull_request"`
+}

@@ -61,6 +61,9 @@ type App struct {
 	// BuildSecrets name the app's secrets a build may mount with
 	// RUN --mount=type=secret,id=NAME (never build arguments).
 	BuildSecrets []string `json:"build_secrets,omitempty"`
+	// Preview: every same-repository pull request into Branch gets a
+	// preview (SPEC §14). Only the file on the app's branch decides it.
+	Preview bool `json:"preview,omitempty"`
 }
 
 // FormatMemory writes a byte count the way .keystone.yml does: 4g, 512m.

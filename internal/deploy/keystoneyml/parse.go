@@ -238,7 +238,7 @@ func (p *parser) file(root *yaml.Node) *File {
 }
 
 var appKeys = []string{"name", "branch", "dockerfile", "context", "port", "health_check_path",
-	"health_check_timeout", "env", "memory", "cpus", "build_secrets"}
+	"health_check_timeout", "env", "memory", "cpus", "build_secrets", "preview"}
 
 // app reads one entry of apps; ok is false when it has a problem.
 func (p *parser) app(item *yaml.Node) (App, bool) {
@@ -327,7 +327,24 @@ func (p *parser) appValue(a *App, e entry) {
 		a.CPUs = p.cpus(e)
 	case "build_secrets":
 		a.BuildSecrets = p.buildSecrets(e)
+	case "preview":
+		a.Preview = p.boolean(e)
 	}
+}
+
+// boolean reads true or false (YAML 1.1 spellings such as yes are refused:
+// they are too easily meant as strings).
+func (p *parser) boolean(e entry) bool {
+	v, ok := p.scalar(e, "true or false")
+	if !ok {
+		return false
+	}
+	b, err := strconv.ParseBool(v.Value)
+	if v.ShortTag() != "!!bool" || err != nil || (v.Value != "true" && v.Value != "false") {
+		p.add(v.Line, "%s must be true or false, got %s", e.key, describe(v))
+		return false
+	}
+	return b
 }
 
 // buildSecrets reads the names of the app's secrets that builds may mount.

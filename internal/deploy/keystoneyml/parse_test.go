@@ -35,6 +35,10 @@ func TestParseValid(t *testing.T) {
 			HealthCheckPath: "/healthz", HealthCheckTimeout: 30 * time.Second,
 			Env: map[string]string{"LOG_LEVEL": "info"}, Memory: 512 << 20, CPUs: 1,
 		}}},
+		{"preview", "apps:\n  - name: api\n    port: 3000\n    preview: true\n", "main", []keystoneyml.App{{
+			Name: "api", Branch: "main", Dockerfile: "Dockerfile", Context: ".", Port: 3000,
+			HealthCheckTimeout: 30 * time.Second, Memory: 512 << 20, CPUs: 1, Preview: true,
+		}}},
 		{"defaults and default branch", "apps:\n  - name: api\n    port: 3000\n", "trunk", []keystoneyml.App{{
 			Name: "api", Branch: "trunk", Dockerfile: "Dockerfile", Context: ".", Port: 3000,
 			HealthCheckTimeout: 30 * time.Second, Memory: 512 << 20, CPUs: 1,
@@ -127,6 +131,8 @@ func TestParseInvalid(t *testing.T) {
 		{"branch boolean", "apps:\n  - name: web\n    branch: true\n    port: 80\n", `line 3: branch must be a string, got the boolean true`, 1},
 		{"unknown top-level key", "apps:\n  - name: web\n    branch: main\n    port: 80\nversion: 2\n", `line 5: unknown key "version"`, 1},
 		{"apps missing", "name: web\n", `line 1: unknown key "name"`, 2},
+		{"preview not a boolean", "apps:\n  - name: web\n    branch: main\n    port: 80\n    preview: yes\n", `line 5: preview must be true or false, got the string "yes"`, 1},
+		{"preview a string", "apps:\n  - name: web\n    branch: main\n    port: 80\n    preview: \"true\"\n", `line 5: preview must be true or false, got the string "true"`, 1},
 		{"apps empty", "apps: []\n", `line 1: apps is empty: list at least one app`, 1},
 		{"apps not a list", "apps: web\n", `line 1: apps must be a list of apps, got the string "web"`, 1},
 		{"top level list", "- name: web\n", `line 1: the top level must be a mapping of keys to values, got a list`, 1},

@@ -26,6 +26,7 @@ func (s *Server) routes() {
 	m.HandleFunc("GET "+r+"/collaborators/{user}/permission", s.requireRepo(s.getPermission))
 	m.HandleFunc("POST "+r+"/statuses/{sha}", s.requireRepo(s.createStatus))
 	m.HandleFunc("GET "+r+"/commits/{sha}/pulls", s.requireRepo(s.listPullsForCommit))
+	m.HandleFunc("GET "+r+"/pulls/{number}", s.requireRepo(s.getPullRequest))
 	m.HandleFunc("GET "+r+"/commits/{sha}/statuses", s.requireRepo(s.listStatuses))
 	m.HandleFunc("POST "+r+"/deployments", s.requireRepo(s.createDeployment))
 	m.HandleFunc("GET "+r+"/deployments", s.requireRepo(s.listDeployments))

@@ -27,6 +27,7 @@ type repo struct {
 	reactions    []Reaction
 	pulls        map[string][]int // lower-case sha → PR numbers
 	deployments  []*Deployment    // oldest first
+	prs          map[int]PullRequest
 }
 
 func newRepo(fullName string, id, inst int64) *repo {
