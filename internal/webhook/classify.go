@@ -93,7 +93,7 @@ func classify(event, guid string, body []byte, webURL string) (Delivery, error) 
 		if err := decode(event, body, &p); err != nil {
 			return Delivery{}, err
 		}
-		return classifyPullRequest(d, &p)
+		return classifyPullRequest(d, &p, webURL)
 	case "installation":
 		var p installationPayload
 		if err := decode(event, body, &p); err != nil {
@@ -183,7 +183,7 @@ func classifyComment(d Delivery, e *commentPayload) (Delivery, error) {
 // classifyPullRequest keeps the actions that open, move or close a
 // pull request's preview (SPEC §14). Whether the repository has apps with
 // previews, and whether the head is a fork, is decided by the job.
-func classifyPullRequest(d Delivery, e *pullRequestPayload) (Delivery, error) {
+func classifyPullRequest(d Delivery, e *pullRequestPayload, webURL string) (Delivery, error) {
 	switch {
 	case e.Action != "opened" && e.Action != "reopened" && e.Action != "synchronize" && e.Action != "closed":
 		return Delivery{}, ignored{fmt.Sprintf("pull_request %s: not used by Keystone", clip(e.Action))}
@@ -197,6 +197,10 @@ func classifyPullRequest(d Delivery, e *pullRequestPayload) (Delivery, error) {
 		return Delivery{}, badPayload{errors.New("pull_request: pull_request.head.sha is not a 40-hex commit SHA")}
 	case e.PullRequest.Base.Ref == "":
 		return Delivery{}, badPayload{errors.New("pull_request: pull_request.base.ref is missing")}
+	case !ownCloneURL(e.Repository.CloneURL, webURL, e.Repository.FullName):
+		// A preview is fetched from clone_url with the installation's token.
+		return Delivery{}, badPayload{fmt.Errorf("pull_request: repository.clone_url %q is not %s/%s(.git)",
+			clip(e.Repository.CloneURL), webURL, e.Repository.FullName)}
 	}
 	d.Action = e.Action
 	d.InstallationID = e.Installation.ID

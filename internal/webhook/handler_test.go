@@ -418,30 +418,40 @@ func TestInstallationSuspendAndUnsuspend(t *testing.T) {
 // repository.clone_url is not the repository's URL on GitHub (the host of
 // KEYSTONE_GITHUB_WEB_URL) would have Keystone send the installation token
 // to that host. It is refused and nothing is stored (issue 12 item 8).
-func TestPushWithAForeignCloneURLIsRefused(t *testing.T) {
+// TestForeignCloneURLIsRefused: Keystone fetches a push's commit, and a
+// pull request's preview, from repository.clone_url with the installation's
+// token, so a clone_url outside KEYSTONE_GITHUB_WEB_URL's repository is
+// refused before anything is stored.
+func TestForeignCloneURLIsRefused(t *testing.T) {
 	b := setup(t)
-	for i, url := range []string{
-		"https://evil.example/Codertocat/Hello-World.git",
-		"https://github.com.evil.example/Codertocat/Hello-World.git",
-		"https://github.com/Codertocat/Other.git",
-		"http://github.com/Codertocat/Hello-World.git",
-		"https://token@github.com/Codertocat/Hello-World.git",
-		"https://github.com/Codertocat/Hello-World.git/../../evil/x.git",
+	for _, event := range []struct{ name, fixture string }{
+		{"push", "push/with-new-branch.payload.json"},
+		{"pull_request", "pull_request/opened.payload.json"},
 	} {
-		body := withCloneURL(t, fixture(t, "push/with-new-branch.payload.json"), url)
-		guid := fmt.Sprintf("foreign-%d", i)
-		rec := b.deliver(t, "push", guid, body, nil)
-		if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "clone_url") {
-			t.Errorf("clone_url %s: got %d %s, want 400 naming clone_url", url, rec.Code, rec.Body)
+		for i, url := range []string{
+			"https://evil.example/Codertocat/Hello-World.git",
+			"https://github.com.evil.example/Codertocat/Hello-World.git",
+			"https://github.com/Codertocat/Other.git",
+			"http://github.com/Codertocat/Hello-World.git",
+			"https://token@github.com/Codertocat/Hello-World.git",
+			"https://github.com/Codertocat/Hello-World.git/../../evil/x.git",
+			"",
+		} {
+			body := withCloneURL(t, fixture(t, event.fixture), url)
+			guid := fmt.Sprintf("%s-foreign-%d", event.name, i)
+			rec := b.deliver(t, event.name, guid, body, nil)
+			if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "clone_url") {
+				t.Errorf("%s clone_url %q: got %d %s, want 400 naming clone_url", event.name, url, rec.Code, rec.Body)
+			}
+			if n := b.count(t, `SELECT count(*) FROM webhook_deliveries WHERE guid = $1`, guid); n != 0 {
+				t.Errorf("%s clone_url %q: delivery stored", event.name, url)
+			}
 		}
-		if n := b.count(t, `SELECT count(*) FROM webhook_deliveries WHERE guid = $1`, guid); n != 0 {
-			t.Errorf("clone_url %s: delivery stored", url)
-		}
-	}
-	for i, url := range []string{"https://github.com/Codertocat/Hello-World.git", "https://github.com/codertocat/hello-world"} {
-		rec := b.deliver(t, "push", fmt.Sprintf("own-%d", i), withCloneURL(t, fixture(t, "push/with-new-branch.payload.json"), url), nil)
-		if rec.Code != http.StatusAccepted {
-			t.Errorf("clone_url %s: got %d %s, want 202", url, rec.Code, rec.Body)
+		for i, url := range []string{"https://github.com/Codertocat/Hello-World.git", "https://github.com/codertocat/hello-world"} {
+			rec := b.deliver(t, event.name, fmt.Sprintf("%s-own-%d", event.name, i), withCloneURL(t, fixture(t, event.fixture), url), nil)
+			if rec.Code != http.StatusAccepted {
+				t.Errorf("%s clone_url %s: got %d %s, want 202", event.name, url, rec.Code, rec.Body)
+			}
 		}
 	}
 }
@@ -453,7 +463,7 @@ func withCloneURL(t *testing.T, body []byte, url string) []byte {
 		t.Fatal(err)
 	}
 	m["repository"].(map[string]any)["clone_url"] = url
-	m["after"] = fmt.Sprintf("%040x", len(url)) // a distinct push each time
+	m["after"] = fmt.Sprintf("%040x", len(url)+1) // a distinct push each time, never all zeros
 	out, err := json.Marshal(m)
 	if err != nil {
 		t.Fatal(err)
