@@ -46,6 +46,7 @@ func newStack(t testing.TB, repo string) *stack {
 		"KEYSTONE_GITHUB_APP_ID":         strconv.FormatInt(e.GitHub.AppID, 10),
 		"KEYSTONE_GITHUB_PRIVATE_KEY":    string(e.GitHub.PrivateKeyPEM),
 		"KEYSTONE_GITHUB_API_URL":        e.GitHub.URL,
+		"KEYSTONE_GITHUB_WEB_URL":        e.Git.URL, // pushes' clone_url must be under it
 		"KEYSTONE_DATA_DIR":              t.TempDir(),
 		"KEYSTONE_PORT_RANGE":            e.PortRange.String(),
 		"KEYSTONE_WORKERS":               "2",
