@@ -69,7 +69,10 @@ func TestAuthenticateFloodIsBoundedInMemory(t *testing.T) {
 	close(done)
 	top := <-peak
 	used := (top - min(top, base.HeapInuse)) >> 20
-	limit := uint64((users.MaxConcurrentHashes+2)*19 + 20) // the running ones, and garbage of two
+	// The running ones, and garbage of up to four more that a collector
+	// starved by a loaded machine has not freed yet: still far below the
+	// 16 × 19 MiB of an unbounded flood (285 MiB measured before the cap).
+	limit := uint64((users.MaxConcurrentHashes+4)*19 + 40)
 	t.Logf("peak heap above the start: %d MiB for %d sign-ins at once (limit %d MiB)", used, flood, limit)
 	if used > limit {
 		t.Fatalf("peak heap grew by %d MiB during %d concurrent sign-ins, want at most %d MiB", used, flood, limit)
