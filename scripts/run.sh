@@ -44,6 +44,13 @@ fi
 # (it also runs without it, serving apps on their host ports).
 bin/keystone proxy &
 proxy_pid=$!
+sock=${KEYSTONE_PROXY_ADMIN:-unix://$KEYSTONE_DATA_DIR/proxy.sock}
+sock=${sock#unix://}
+i=0
+while [ ! -S "$sock" ] && [ $i -lt 50 ] && kill -0 "$proxy_pid" 2>/dev/null; do
+	sleep 0.1
+	i=$((i + 1))
+done
 
 # Not exec: the traps above must run when Keystone exits.
 status=0

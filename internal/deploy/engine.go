@@ -73,6 +73,9 @@ type Config struct {
 	// even where the engine has BuildKit (tests of the fallback). Default:
 	// BuildKit when the engine has it.
 	Builder string
+	// AppsDomain is KEYSTONE_APPS_DOMAIN: with a RouteTable, apps are
+	// routed at their default host name under it. "" is IP mode.
+	AppsDomain string
 }
 
 // limits are the operator's caps as .keystone.yml's parser applies them.
@@ -131,7 +134,10 @@ type Deps struct {
 	// Notifier hears of deployment changes; nil: nobody.
 	Notifier Notifier
 	// Switcher puts new containers in service; nil: StopStart.
-	Switcher   Switcher
+	Switcher Switcher
+	// Routes is the router's admin API; nil: no router, apps answer on
+	// their host ports only.
+	Routes     RouteTable
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 }
@@ -146,6 +152,7 @@ type Engine struct {
 	secrets  Secrets
 	notifier Notifier
 	switcher Switcher
+	routes   RouteTable
 	sources  *Sources
 	health   healthChecker
 	logger   *slog.Logger
@@ -175,7 +182,7 @@ func New(deps Deps, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: deps.Store, docker: deps.Docker, tokens: deps.Tokens, secrets: deps.Secrets,
-		notifier: deps.Notifier, switcher: deps.Switcher, sources: NewSources(cfg.DataDir),
+		notifier: deps.Notifier, switcher: deps.Switcher, routes: deps.Routes, sources: NewSources(cfg.DataDir),
 		health:  healthChecker{docker: deps.Docker, host: cfg.ProbeHost, interval: cfg.HealthInterval, noPath: cfg.NoPathWait},
 		logger:  deps.Logger,
 		metrics: m,

@@ -59,6 +59,7 @@ type options struct {
 	cfg     deploy.Config
 	workers int
 	docker  string // the engine's DOCKER_HOST; "" for the test's engine
+	routes  deploy.RouteTable
 }
 
 func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
@@ -90,7 +91,7 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 		engineDocker = c
 	}
 	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
-		Logger: logger}, o.cfg)
+		Routes: o.routes, Logger: logger}, o.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

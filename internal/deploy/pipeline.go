@@ -365,6 +365,7 @@ func (e *Engine) finish(ctx context.Context, r *run, state, description string) 
 		e.metrics.duration.WithLabelValues(d.Kind, d.State).Observe(time.Since(*d.StartedAt).Seconds())
 	}
 	r.logger.InfoContext(ctx, "deploy finished", slog.String("state", state), slog.String("description", description))
+	e.routeAfterDeploy(ctx, r)
 	return nil
 }
 

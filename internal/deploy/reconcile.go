@@ -26,6 +26,9 @@ func (e *Engine) RunReconciler(ctx context.Context) error {
 		if err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			e.logger.WarnContext(ctx, "reconcile", slog.String("error", err.Error()))
 		}
+		if err := e.SyncRoutes(ctx); err != nil && ctx.Err() == nil {
+			e.logger.WarnContext(ctx, "sync routes", slog.String("error", err.Error()))
+		}
 		select {
 		case <-ctx.Done():
 			return nil

@@ -3,12 +3,15 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
 	"github.com/keystone-app/keystone/internal/deploy"
+	"github.com/keystone-app/keystone/internal/router/routerapi"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/web"
 )
@@ -30,8 +33,12 @@ func (p *parts) addDeploy() error {
 	if p.notifier != nil {
 		deps.Notifier = p.notifier // statuses and comments of every deployment change
 	}
+	routed := routerPresent(p.cfg.Router.AdminSocket)
+	if routed {
+		deps.Routes = routerapi.NewClient(p.cfg.Router.AdminSocket)
+	}
 	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
-		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs})
+		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs, AppsDomain: p.cfg.Router.AppsDomain})
 	if err != nil {
 		return err
 	}
@@ -40,8 +47,22 @@ func (p *parts) addDeploy() error {
 	p.engine = engine
 	p.requester = engine.Requester(lateJobs{p})
 	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
+	if routed {
+		p.ready = append(p.ready, Check{Name: "router", Check: engine.RouterReady})
+	} else {
+		p.logger.Info("router not in use: its admin socket does not exist; apps are served on their host ports",
+			slog.String("proxy_admin", p.cfg.Router.AdminSocket))
+	}
 	p.loops = append(p.loops, loop{name: "reconcile", run: engine.RunReconciler})
 	return nil
+}
+
+// routerPresent reports whether `keystone proxy`'s admin socket exists at
+// start-up. Without it `keystone serve` keeps serving apps on their host
+// ports only (SPEC §13: it runs without a router).
+func routerPresent(socket string) bool {
+	fi, err := os.Stat(socket)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 // lateJobs enqueues through the job client, which is built after the

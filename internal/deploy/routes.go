@@ -1,0 +1,113 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+
+	"github.com/keystone-app/keystone/internal/router"
+	"github.com/keystone-app/keystone/internal/router/routerapi"
+	"github.com/keystone-app/keystone/internal/store"
+)
+
+// RouteTable is the router's admin API as the engine drives it (SPEC §13);
+// *routerapi.Client implements it.
+type RouteTable interface {
+	Health(ctx context.Context) error
+	Put(ctx context.Context, service string, body routerapi.RouteBody) (router.Route, error)
+}
+
+// RouteService is the router's name of an app's route: its id, which never
+// changes and, unlike owner/repo/name, fits the router's service names.
+func RouteService(app store.App) string { return "app-" + strconv.FormatInt(app.ID, 10) }
+
+// DefaultHost is an app's host name under the apps domain,
+// `<app>-<repo>.<domain>` in lower case, every character a DNS label may
+// not hold made '-'.
+func DefaultHost(app store.App, domain string) string {
+	label := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			return r
+		default:
+			return '-'
+		}
+	}, strings.ToLower(app.Name+"-"+app.Repo))
+	label = strings.Trim(label, "-")
+	if len(label) > 63 {
+		label = strings.Trim(label[:63], "-")
+	}
+	return label + "." + strings.ToLower(domain)
+}
+
+// RouterReady checks that the router answers, for /readyz.
+func (e *Engine) RouterReady(ctx context.Context) error {
+	if e.routes == nil {
+		return errors.New("router not in use")
+	}
+	if err := e.routes.Health(ctx); err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	return nil
+}
+
+// routed reports whether the engine puts apps' routes in the router. Only in
+// domain mode for now: in IP mode the app's container still publishes the
+// app's host port itself, which the router would need to own.
+func (e *Engine) routed() bool { return e.routes != nil && e.cfg.AppsDomain != "" }
+
+// SyncRoutes puts every live app's route in the router, from the database:
+// its default host name to the container serving it on its host port. It
+// runs at start-up and with every reconciliation, so a router that was down
+// or restarted catches up; the router keeps routes it already has as they
+// are when one cannot be put. Without a router it does nothing.
+func (e *Engine) SyncRoutes(ctx context.Context) error {
+	if !e.routed() {
+		return nil
+	}
+	apps, err := e.store.AllApps(ctx)
+	if err != nil {
+		return fmt.Errorf("sync routes: %w", err)
+	}
+	var errs []error
+	for _, app := range apps {
+		if err := e.putRoute(ctx, app); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// putRoute puts one app's route if something serves it.
+func (e *Engine) putRoute(ctx context.Context, app store.App) error {
+	if !e.routed() || app.RemovedAt != nil || app.CurrentDeploymentID == 0 || app.HostPort == 0 {
+		return nil
+	}
+	body := routerapi.RouteBody{
+		Hosts:  []string{DefaultHost(app, e.cfg.AppsDomain)},
+		Target: e.cfg.ProbeHost + ":" + strconv.Itoa(app.HostPort),
+	}
+	if _, err := e.routes.Put(ctx, RouteService(app), body); err != nil {
+		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
+	}
+	return nil
+}
+
+// routeAfterDeploy puts the app's route after a deployment ended. The
+// deployment's outcome stands whatever happens here: a route not put is
+// logged and put again by the next reconciliation.
+func (e *Engine) routeAfterDeploy(ctx context.Context, r *run) {
+	if !e.routed() {
+		return
+	}
+	app, err := e.store.App(ctx, r.app.ID)
+	if err == nil {
+		err = e.putRoute(ctx, app)
+	}
+	if err != nil {
+		r.logger.WarnContext(ctx, "route after deploy", slog.String("error", err.Error()))
+	}
+}
