@@ -237,7 +237,11 @@ func (e *Engine) recreate(ctx context.Context, instance string, app store.App, l
 	if err != nil {
 		return err
 	}
-	id, err := e.createContainer(ctx, instance, app, d, cfg, secrets, d.ImageID, app.HostPort)
+	port := app.HostPort
+	if e.routed() {
+		port = 0 // the router's route follows at the next SyncRoutes
+	}
+	id, err := e.createContainer(ctx, instance, app, d, cfg, secrets, d.ImageID, port)
 	if err != nil {
 		return err
 	}

@@ -5,8 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/docker/docker/api/types/container"
 
 	"github.com/keystone-app/keystone/internal/router"
 	"github.com/keystone-app/keystone/internal/router/routerapi"
@@ -18,6 +22,7 @@ import (
 type RouteTable interface {
 	Health(ctx context.Context) error
 	Put(ctx context.Context, service string, body routerapi.RouteBody) (router.Route, error)
+	Switch(ctx context.Context, service string, body routerapi.SwitchBody) (router.SwitchResult, error)
 }
 
 // RouteService is the router's name of an app's route: its id, which never
@@ -81,14 +86,22 @@ func (e *Engine) SyncRoutes(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// putRoute puts one app's route if something serves it.
+// putRoute puts one app's route to the container serving it, if one runs.
 func (e *Engine) putRoute(ctx context.Context, app store.App) error {
-	if !e.routed() || app.RemovedAt != nil || app.CurrentDeploymentID == 0 || app.HostPort == 0 {
+	if !e.routed() || app.RemovedAt != nil || app.CurrentDeploymentID == 0 {
 		return nil
+	}
+	serving, ok, err := e.servingContainer(ctx, app)
+	if err != nil || !ok || serving.State != "running" {
+		return err // one not running is started by reconciliation, then routed
+	}
+	port, err := e.publishedPort(ctx, serving.ID)
+	if err != nil {
+		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
 	}
 	body := routerapi.RouteBody{
 		Hosts:  []string{DefaultHost(app, e.cfg.AppsDomain)},
-		Target: e.cfg.ProbeHost + ":" + strconv.Itoa(app.HostPort),
+		Target: net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)),
 	}
 	if _, err := e.routes.Put(ctx, RouteService(app), body); err != nil {
 		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
@@ -110,4 +123,44 @@ func (e *Engine) routeAfterDeploy(ctx context.Context, r *run) {
 	if err != nil {
 		r.logger.WarnContext(ctx, "route after deploy", slog.String("error", err.Error()))
 	}
+}
+
+// routerSwitch is the zero-downtime switch (SPEC §13): the new container
+// starts beside the serving one on its loopback port, is checked directly,
+// then the router moves the app's route to it and returns once the old
+// container's in-flight requests drained; the caller then removes the old
+// container. A new container that fails its check never gets traffic: the
+// old one stays routed and serving throughout.
+func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchResult, error) {
+	var res SwitchResult
+	sw.Step(StepSwitch)
+	if err := e.docker.ContainerStart(ctx, sw.Next, container.StartOptions{}); err != nil {
+		return res, fmt.Errorf("start the new container: %w", err)
+	}
+	port, err := e.publishedPort(ctx, sw.Next)
+	if err != nil {
+		return res, err
+	}
+	sw.Step(StepHealth)
+	res.Health = e.health.check(ctx, sw.Next, port, r.cfg)
+	if !res.Health.Healthy {
+		res.Restored = sw.Prev != "" // it never stopped serving
+		return res, nil
+	}
+	service := RouteService(r.app)
+	target := net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port))
+	out, err := e.routes.Switch(ctx, service, routerapi.SwitchBody{Target: target})
+	var apiErr *routerapi.APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+		// A first deploy, or a router that lost the route: nothing to drain.
+		out = router.SwitchResult{}
+		_, err = e.routes.Put(ctx, service, routerapi.RouteBody{Hosts: []string{DefaultHost(r.app, e.cfg.AppsDomain)}, Target: target})
+	}
+	if err != nil {
+		return res, fmt.Errorf("switch the route of %s: %w", r.app.Key(), err)
+	}
+	// Requests still in flight when the drain timed out are cut when the
+	// old container stops: they count as failed.
+	res.Routed, res.Drained, res.Failed = true, int(out.Drained), int(out.Failed+out.DrainTimedOut)
+	return res, nil
 }
