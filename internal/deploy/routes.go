@@ -68,7 +68,8 @@ func (e *Engine) routed() bool { return e.routes != nil && e.cfg.AppsDomain != "
 // its default host name to the container serving it on its host port. It
 // runs at start-up and with every reconciliation, so a router that was down
 // or restarted catches up; the router keeps routes it already has as they
-// are when one cannot be put. Without a router it does nothing.
+// are when one cannot be put. An app whose deployment runs is skipped: that
+// job routes it. Without a router it does nothing.
 func (e *Engine) SyncRoutes(ctx context.Context) error {
 	if !e.routed() {
 		return nil
@@ -79,9 +80,15 @@ func (e *Engine) SyncRoutes(ctx context.Context) error {
 	}
 	var errs []error
 	for _, app := range apps {
-		if err := e.putRoute(ctx, app); err != nil {
-			errs = append(errs, err)
-		}
+		// Under the app's lock: a deployment running now switches the route
+		// itself and must not see it put back to the container it replaces.
+		errs = append(errs, e.withAppLock(ctx, app.ID, func() error {
+			fresh, err := e.store.App(ctx, app.ID)
+			if err != nil {
+				return err
+			}
+			return e.putRoute(ctx, fresh)
+		}))
 	}
 	return errors.Join(errs...)
 }

@@ -71,8 +71,10 @@ func (tr *testRouter) get(host string) (int, string, error) {
 
 // TestRoutesFollowDeploys: with a router (domain mode), a first deployment
 // puts the app's route at its default host name to its container on a
-// loopback port; an update switches it to the new version; a router that lost its routes gets them back from
-// the database by SyncRoutes; an unknown host gets the router's 404.
+// loopback port; an update switches it to the new version; a router that
+// lost its routes gets them back from the database by SyncRoutes, except
+// for an app a job holds (that job routes it); an unknown host gets the
+// router's 404.
 func TestRoutesFollowDeploys(t *testing.T) {
 	tr := startRouter(t)
 	h := newHarness(t, "shop_front", func(o *options) {
@@ -118,6 +120,19 @@ func TestRoutesFollowDeploys(t *testing.T) {
 	if st, _, _ := tr.get(host); st != http.StatusNotFound {
 		t.Fatalf("after the route's removal the host answered %d", st)
 	}
+	// While a job holds the app (it switches the route itself), SyncRoutes
+	// leaves the app's route alone.
+	release, ok, err := h.Store.TryLockApp(ctx, app.ID)
+	if err != nil || !ok {
+		t.Fatalf("lock the app: %v %v", ok, err)
+	}
+	if err := h.engine.SyncRoutes(ctx); err != nil {
+		t.Fatalf("sync routes while the app is locked: %v", err)
+	}
+	if st, _, _ := tr.get(host); st != http.StatusNotFound {
+		t.Errorf("SyncRoutes put the route of a locked app: the host answered %d", st)
+	}
+	release()
 	if err := h.engine.SyncRoutes(ctx); err != nil {
 		t.Fatalf("sync routes: %v", err)
 	}
