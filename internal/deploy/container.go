@@ -37,7 +37,8 @@ func containerEnv(cfg keystoneyml.App, secrets map[string]string) []string {
 }
 
 // createContainer creates, without starting, the container of deployment d
-// from imageID, published on hostPort (SPEC §6: labels, env, restart policy
+// from imageID, published on hostPort, or with hostPort 0 on an ephemeral
+// loopback port for the router to reach (SPEC §6, §13: labels, env, restart policy
 // unless-stopped, memory/CPU/pids limits, no-new-privileges, no privileged
 // mode, no mounts).
 func (e *Engine) createContainer(ctx context.Context, instance string, app store.App, d store.Deployment,
@@ -51,6 +52,10 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 	// A deployment recorded before the operator lowered the caps runs
 	// under the caps.
 	memory, cpus := min(cfg.Memory, e.cfg.MaxMemory), min(cfg.CPUs, e.cfg.MaxCPUs)
+	binding := nat.PortBinding{HostPort: strconv.Itoa(hostPort)}
+	if hostPort == 0 {
+		binding = nat.PortBinding{HostIP: "127.0.0.1"}
+	}
 	resp, err := e.docker.ContainerCreate(ctx,
 		&container.Config{
 			Image:        imageID,
@@ -59,7 +64,7 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 			ExposedPorts: nat.PortSet{port: {}},
 		},
 		&container.HostConfig{
-			PortBindings:  nat.PortMap{port: {{HostPort: strconv.Itoa(hostPort)}}},
+			PortBindings:  nat.PortMap{port: {binding}},
 			RestartPolicy: container.RestartPolicy{Name: container.RestartPolicyUnlessStopped},
 			Resources: container.Resources{
 				Memory:     memory,
@@ -86,6 +91,25 @@ func (e *Engine) createContainer(ctx context.Context, instance string, app store
 		return "", err
 	}
 	return resp.ID, nil
+}
+
+// publishedPort returns the host port container id's app port is published
+// on (an ephemeral one is known once the container runs).
+func (e *Engine) publishedPort(ctx context.Context, id string) (int, error) {
+	info, err := e.docker.ContainerInspect(ctx, id)
+	if err != nil {
+		return 0, fmt.Errorf("inspect container %s: %w", shortID(id), err)
+	}
+	if info.NetworkSettings != nil {
+		for _, bindings := range info.NetworkSettings.Ports {
+			for _, b := range bindings {
+				if p, err := strconv.Atoi(b.HostPort); err == nil && p > 0 {
+					return p, nil
+				}
+			}
+		}
+	}
+	return 0, fmt.Errorf("container %s publishes no port", shortID(id))
 }
 
 // containerTail returns the last n lines of a container's output.

@@ -76,6 +76,9 @@ type Config struct {
 	// MaxPreviews caps the open pull-request previews
 	// (KEYSTONE_MAX_PREVIEWS). Default 10; negative: none at all.
 	MaxPreviews int
+	// AppsDomain is KEYSTONE_APPS_DOMAIN: with a RouteTable, apps are
+	// routed at their default host name under it. "" is IP mode.
+	AppsDomain string
 }
 
 // limits are the operator's caps as .keystone.yml's parser applies them.
@@ -137,7 +140,10 @@ type Deps struct {
 	// Notifier hears of deployment changes; nil: nobody.
 	Notifier Notifier
 	// Switcher puts new containers in service; nil: StopStart.
-	Switcher   Switcher
+	Switcher Switcher
+	// Routes is the router's admin API; nil: no router, apps answer on
+	// their host ports only.
+	Routes     RouteTable
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Jobs lists River's jobs, for reconciliation to find deployments no
@@ -155,6 +161,7 @@ type Engine struct {
 	secrets  Secrets
 	notifier Notifier
 	switcher Switcher
+	routes   RouteTable
 	sources  *Sources
 	jobs     JobLister
 	health   healthChecker
@@ -185,7 +192,7 @@ func New(deps Deps, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: deps.Store, docker: deps.Docker, tokens: deps.Tokens, secrets: deps.Secrets,
-		notifier: deps.Notifier, switcher: deps.Switcher, sources: NewSources(cfg.DataDir), jobs: deps.Jobs,
+		notifier: deps.Notifier, switcher: deps.Switcher, routes: deps.Routes, sources: NewSources(cfg.DataDir), jobs: deps.Jobs,
 		health:  healthChecker{docker: deps.Docker, host: cfg.ProbeHost, interval: cfg.HealthInterval, noPath: cfg.NoPathWait},
 		logger:  deps.Logger,
 		metrics: m,

@@ -61,6 +61,7 @@ type options struct {
 	docker  string // the engine's DOCKER_HOST; "" for the test's engine
 	// notifier hears of deployments; nil: nobody.
 	notifier deploy.Notifier
+	routes   deploy.RouteTable
 }
 
 func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
@@ -92,7 +93,7 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 		engineDocker = c
 	}
 	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
-		Notifier: o.notifier, Logger: logger, Jobs: lateJobList{h}}, o.cfg)
+		Notifier: o.notifier, Routes: o.routes, Logger: logger, Jobs: lateJobList{h}}, o.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -173,6 +173,9 @@ func (e *Engine) pipeline(ctx context.Context, r *run) error {
 	if err := e.removeContainersOf(ctx, r.instance, r.app, r.d); err != nil {
 		return err
 	}
+	if e.routed() {
+		hostPort = 0 // beside the serving one, on a loopback port the router reaches
+	}
 	next, err := e.createContainer(ctx, r.instance, r.app, r.d, r.cfg, r.secrets, imageID, hostPort)
 	if err != nil {
 		return err
@@ -180,7 +183,11 @@ func (e *Engine) pipeline(ctx context.Context, r *run) error {
 	if r.d, err = e.store.SetDeploymentContainer(ctx, r.d.ID, next); err != nil {
 		return err
 	}
-	r.log.Printf("Container %s created from image %s, published on port %d", shortID(next), shortID(imageID), hostPort)
+	if hostPort == 0 {
+		r.log.Printf("Container %s created from image %s, published on a loopback port", shortID(next), shortID(imageID))
+	} else {
+		r.log.Printf("Container %s created from image %s, published on port %d", shortID(next), shortID(imageID), hostPort)
+	}
 	return e.switchTo(ctx, r, next, hostPort)
 }
 
@@ -375,6 +382,7 @@ func (e *Engine) finish(ctx context.Context, r *run, state, description string) 
 		e.metrics.duration.WithLabelValues(d.Kind, d.State).Observe(time.Since(*d.StartedAt).Seconds())
 	}
 	r.logger.InfoContext(ctx, "deploy finished", slog.String("state", state), slog.String("description", description))
+	e.routeAfterDeploy(ctx, r)
 	return nil
 }
 

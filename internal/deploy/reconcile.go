@@ -26,6 +26,9 @@ func (e *Engine) RunReconciler(ctx context.Context) error {
 		if err := e.Reconcile(ctx); err != nil && ctx.Err() == nil {
 			e.logger.WarnContext(ctx, "reconcile", slog.String("error", err.Error()))
 		}
+		if err := e.SyncRoutes(ctx); err != nil && ctx.Err() == nil {
+			e.logger.WarnContext(ctx, "sync routes", slog.String("error", err.Error()))
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -234,7 +237,11 @@ func (e *Engine) recreate(ctx context.Context, instance string, app store.App, l
 	if err != nil {
 		return err
 	}
-	id, err := e.createContainer(ctx, instance, app, d, cfg, secrets, d.ImageID, app.HostPort)
+	port := app.HostPort
+	if e.routed() {
+		port = 0 // the router's route follows at the next SyncRoutes
+	}
+	id, err := e.createContainer(ctx, instance, app, d, cfg, secrets, d.ImageID, port)
 	if err != nil {
 		return err
 	}

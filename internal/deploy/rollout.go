@@ -46,9 +46,20 @@ func (e *Engine) switchTo(ctx context.Context, r *run, next string, hostPort int
 	if hasPrev {
 		sw.Prev = prev.ID
 	}
-	res, err := e.switcher.Switch(ctx, sw)
+	var res SwitchResult
+	if e.routed() {
+		res, err = e.routerSwitch(ctx, r, sw)
+	} else {
+		res, err = e.switcher.Switch(ctx, sw)
+	}
 	if err != nil {
 		return err
+	}
+	if res.Routed {
+		if r.d, err = e.store.SetDeploymentDrain(ctx, r.d.ID, res.Drained, res.Failed); err != nil {
+			return err
+		}
+		r.log.Printf("Switched through the router: %d in-flight requests drained, %d failed", res.Drained, res.Failed)
 	}
 	h := res.Health
 	r.d, err = e.store.SetDeploymentHealth(ctx, r.d.ID, store.Health{Status: h.Status, After: healthyAfter(h), Error: h.Err})

@@ -41,6 +41,10 @@ type SwitchResult struct {
 	DowntimeMeasured bool
 	// Restored says, after a failed check, whether Prev serves again.
 	Restored bool
+	// Routed says traffic moved through the router, which counted the old
+	// version's in-flight requests: Drained finished, Failed did not.
+	Routed          bool
+	Drained, Failed int
 }
 
 // Steps a switch reports.

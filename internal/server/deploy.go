@@ -3,6 +3,8 @@ package server
 import (
 	"context"
 	"fmt"
+	"log/slog"
+	"os"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,6 +13,7 @@ import (
 
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
+	"github.com/keystone-app/keystone/internal/router/routerapi"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/web"
 )
@@ -32,8 +35,13 @@ func (p *parts) addDeploy() error {
 	if p.notifier != nil {
 		deps.Notifier = p.notifier // statuses and comments of every deployment change
 	}
+	routed := routerPresent(p.cfg.Router.AdminSocket)
+	if routed {
+		deps.Routes = routerapi.NewClient(p.cfg.Router.AdminSocket)
+	}
 	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
-		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs, MaxPreviews: maxPreviews(p.cfg.MaxPreviews)})
+		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs, MaxPreviews: maxPreviews(p.cfg.MaxPreviews),
+		AppsDomain: p.cfg.Router.AppsDomain})
 	if err != nil {
 		return err
 	}
@@ -43,12 +51,26 @@ func (p *parts) addDeploy() error {
 	p.engine = engine
 	p.requester = engine.Requester(lateJobs{p})
 	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
+	if routed {
+		p.ready = append(p.ready, Check{Name: "router", Check: engine.RouterReady})
+	} else {
+		p.logger.Info("router not in use: its admin socket does not exist; apps are served on their host ports",
+			slog.String("proxy_admin", p.cfg.Router.AdminSocket))
+	}
 	p.loops = append(p.loops, loop{name: "reconcile", run: engine.RunReconciler})
 	if p.github != nil {
 		sweep := time.Duration(p.cfg.PreviewSweepSeconds) * time.Second
 		p.loops = append(p.loops, loop{name: "preview sweep", run: engine.PreviewSweeper(pullRequests{p.github}, sweep)})
 	}
 	return nil
+}
+
+// routerPresent reports whether `keystone proxy`'s admin socket exists at
+// start-up. Without it `keystone serve` keeps serving apps on their host
+// ports only (SPEC §13: it runs without a router).
+func routerPresent(socket string) bool {
+	fi, err := os.Stat(socket)
+	return err == nil && fi.Mode()&os.ModeSocket != 0
 }
 
 // lateJobs enqueues and lists through the job client, which is built after

@@ -119,6 +119,12 @@ func (q *Queries) SetDeploymentDowntime(ctx context.Context, id int64, downtime 
 	return q.updateDeployment(ctx, id, `downtime_ms = $2`, downtime.Milliseconds())
 }
 
+// SetDeploymentDrain records what a switch through the router did to the
+// old version's in-flight requests.
+func (q *Queries) SetDeploymentDrain(ctx context.Context, id int64, drained, failed int) (Deployment, error) {
+	return q.updateDeployment(ctx, id, `requests_drained = $2, requests_failed = $3`, drained, failed)
+}
+
 // FinishDeployment ends a deployment in state with description. A
 // deployment already finished is left as it is and returned.
 func (q *Queries) FinishDeployment(ctx context.Context, id int64, state, description string) (Deployment, error) {

@@ -53,11 +53,15 @@ type Deployment struct {
 	HealthMS           int // time to healthy; 0 if not healthy
 	HealthError        string
 	DowntimeMS         *int // switch window of an update; nil if no switch
-	LogLines           int
-	LogTruncated       bool
-	QueuedAt           time.Time
-	StartedAt          *time.Time
-	FinishedAt         *time.Time
+	// RequestsDrained and RequestsFailed count the old version's in-flight
+	// requests at a switch through the router; nil without one.
+	RequestsDrained *int
+	RequestsFailed  *int
+	LogLines        int
+	LogTruncated    bool
+	QueuedAt        time.Time
+	StartedAt       *time.Time
+	FinishedAt      *time.Time
 }
 
 // Finished reports whether the deployment reached a final state.
@@ -71,14 +75,14 @@ func (d Deployment) Finished() bool {
 
 const deploymentColumns = `id, app_id, kind, sha, ref, actor, trigger, state, step, description,
 	COALESCE(target_deployment_id, 0), COALESCE(delivery_id, 0), image_id, container_id,
-	COALESCE(health_status, 0), COALESCE(health_ms, 0), health_error, downtime_ms,
+	COALESCE(health_status, 0), COALESCE(health_ms, 0), health_error, downtime_ms, requests_drained, requests_failed,
 	log_lines, log_truncated, queued_at, started_at, finished_at`
 
 func scanDeployment(row interface{ Scan(...any) error }) (Deployment, error) {
 	var d Deployment
 	err := row.Scan(&d.ID, &d.AppID, &d.Kind, &d.SHA, &d.Ref, &d.Actor, &d.Trigger, &d.State, &d.Step,
 		&d.Description, &d.TargetDeploymentID, &d.DeliveryID, &d.ImageID, &d.ContainerID,
-		&d.HealthStatus, &d.HealthMS, &d.HealthError, &d.DowntimeMS,
+		&d.HealthStatus, &d.HealthMS, &d.HealthError, &d.DowntimeMS, &d.RequestsDrained, &d.RequestsFailed,
 		&d.LogLines, &d.LogTruncated, &d.QueuedAt, &d.StartedAt, &d.FinishedAt)
 	return d, err
 }

@@ -78,7 +78,7 @@ func optionalDeploymentColumns(x string) string {
 		COALESCE(X.sha, ''), COALESCE(X.ref, ''), COALESCE(X.actor, ''), COALESCE(X.trigger, ''), COALESCE(X.state, ''),
 		COALESCE(X.step, ''), COALESCE(X.description, ''), COALESCE(X.target_deployment_id, 0), COALESCE(X.delivery_id, 0),
 		COALESCE(X.image_id, ''), COALESCE(X.container_id, ''), COALESCE(X.health_status, 0), COALESCE(X.health_ms, 0),
-		COALESCE(X.health_error, ''), X.downtime_ms, COALESCE(X.log_lines, 0), COALESCE(X.log_truncated, false),
+		COALESCE(X.health_error, ''), X.downtime_ms, X.requests_drained, X.requests_failed, COALESCE(X.log_lines, 0), COALESCE(X.log_truncated, false),
 		COALESCE(X.queued_at, 'epoch'), X.started_at, X.finished_at`)
 }
 
@@ -87,7 +87,7 @@ func optionalDeploymentColumns(x string) string {
 func deploymentDest(d *Deployment) []any {
 	return []any{&d.ID, &d.AppID, &d.Kind, &d.SHA, &d.Ref, &d.Actor, &d.Trigger, &d.State, &d.Step,
 		&d.Description, &d.TargetDeploymentID, &d.DeliveryID, &d.ImageID, &d.ContainerID,
-		&d.HealthStatus, &d.HealthMS, &d.HealthError, &d.DowntimeMS,
+		&d.HealthStatus, &d.HealthMS, &d.HealthError, &d.DowntimeMS, &d.RequestsDrained, &d.RequestsFailed,
 		&d.LogLines, &d.LogTruncated, &d.QueuedAt, &d.StartedAt, &d.FinishedAt}
 }
 

@@ -142,11 +142,27 @@ func health(d store.Deployment) string {
 	return ""
 }
 
+// switched describes what a switch through the router did to the old
+// version's in-flight requests; "" when the deployment switched none.
+func switched(d store.Deployment) string {
+	if d.RequestsDrained == nil || d.RequestsFailed == nil {
+		return ""
+	}
+	return fmt.Sprintf("no downtime: %s drained, %d failed", plural(*d.RequestsDrained, "in-flight request"), *d.RequestsFailed)
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
 // deploymentRow formats a deployment of app for lists.
 func (h *Handler) deploymentRow(now time.Time, a store.App, d store.Deployment) DeploymentRow {
 	return DeploymentRow{
 		ID: d.ID, Path: deploymentPath(d.ID), Number: Link{deploymentPath(d.ID), fmt.Sprintf("#%d", d.ID)}, Kind: d.Kind, Commit: h.commit(a.Owner, a.Repo, d.SHA),
 		Actor: d.Actor, Trigger: d.Trigger, State: stateBadge(d.State), Description: d.Description,
-		Health: health(d), Duration: deploymentDuration(now, d), Queued: at(now, d.QueuedAt),
+		Health: health(d), Switch: switched(d), Duration: deploymentDuration(now, d), Queued: at(now, d.QueuedAt),
 	}
 }

@@ -96,3 +96,21 @@ func TestSafeNext(t *testing.T) {
 		}
 	}
 }
+
+func TestSwitched(t *testing.T) {
+	n := func(v int) *int { return &v }
+	cases := []struct {
+		d    store.Deployment
+		want string
+	}{
+		{store.Deployment{}, ""},
+		{store.Deployment{RequestsDrained: n(0), RequestsFailed: n(0)}, "no downtime: 0 in-flight requests drained, 0 failed"},
+		{store.Deployment{RequestsDrained: n(1), RequestsFailed: n(0)}, "no downtime: 1 in-flight request drained, 0 failed"},
+		{store.Deployment{RequestsDrained: n(12), RequestsFailed: n(2)}, "no downtime: 12 in-flight requests drained, 2 failed"},
+	}
+	for _, tc := range cases {
+		if got := switched(tc.d); got != tc.want {
+			t.Errorf("switched(%v, %v) = %q, want %q", tc.d.RequestsDrained, tc.d.RequestsFailed, got, tc.want)
+		}
+	}
+}

@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -149,6 +150,20 @@ func TestDeploymentPageEscapesTheLog(t *testing.T) {
 		fmt.Sprintf(`href="/deployments/%d/log"`, s.serving.ID),
 	)
 	mustNotContain(t, "deployment page", r.body, "<script>alert", "\x1b", "0;title", "data-events", "live.js")
+}
+
+// TestDeploymentPageShowsTheSwitch: a deployment switched through the
+// router shows what the old version drained and failed; one that was not
+// shows no switch line.
+func TestDeploymentPageShowsTheSwitch(t *testing.T) {
+	s := newSite(t)
+	if _, err := s.store.SetDeploymentDrain(context.Background(), s.serving.ID, 7, 0); err != nil {
+		t.Fatal(err)
+	}
+	c := s.signedIn("vic")
+	mustContain(t, "switched deployment", c.get(fmt.Sprintf("/deployments/%d", s.serving.ID)).body,
+		`<dt>Switch</dt><dd id="switch">no downtime: 7 in-flight requests drained, 0 failed</dd>`)
+	mustNotContain(t, "deployment without a switch", c.get(fmt.Sprintf("/deployments/%d", s.first.ID)).body, `id="switch"`)
 }
 
 func TestRunningDeploymentPageFollowsLive(t *testing.T) {

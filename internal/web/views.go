@@ -143,8 +143,10 @@ type DeploymentRow struct {
 	State       Badge
 	Description string
 	Health      string
-	Duration    string
-	Queued      Time
+	// Switch says what the router's switch drained and failed ("" if none).
+	Switch   string
+	Duration string
+	Queued   Time
 }
 
 // ActionForm is a button posting to Action.

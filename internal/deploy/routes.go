@@ -1,0 +1,173 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+
+	"github.com/keystone-app/keystone/internal/router"
+	"github.com/keystone-app/keystone/internal/router/routerapi"
+	"github.com/keystone-app/keystone/internal/store"
+)
+
+// RouteTable is the router's admin API as the engine drives it (SPEC §13);
+// *routerapi.Client implements it.
+type RouteTable interface {
+	Health(ctx context.Context) error
+	Put(ctx context.Context, service string, body routerapi.RouteBody) (router.Route, error)
+	Switch(ctx context.Context, service string, body routerapi.SwitchBody) (router.SwitchResult, error)
+}
+
+// RouteService is the router's name of an app's route: its id, which never
+// changes and, unlike owner/repo/name, fits the router's service names.
+func RouteService(app store.App) string { return "app-" + strconv.FormatInt(app.ID, 10) }
+
+// DefaultHost is an app's host name under the apps domain,
+// `<app>-<repo>.<domain>` in lower case, every character a DNS label may
+// not hold made '-'.
+func DefaultHost(app store.App, domain string) string {
+	label := strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
+			return r
+		default:
+			return '-'
+		}
+	}, strings.ToLower(app.Name+"-"+app.Repo))
+	label = strings.Trim(label, "-")
+	if len(label) > 63 {
+		label = strings.Trim(label[:63], "-")
+	}
+	return label + "." + strings.ToLower(domain)
+}
+
+// RouterReady checks that the router answers, for /readyz.
+func (e *Engine) RouterReady(ctx context.Context) error {
+	if e.routes == nil {
+		return errors.New("router not in use")
+	}
+	if err := e.routes.Health(ctx); err != nil {
+		return fmt.Errorf("router: %w", err)
+	}
+	return nil
+}
+
+// routed reports whether the engine puts apps' routes in the router. Only in
+// domain mode for now: in IP mode the app's container still publishes the
+// app's host port itself, which the router would need to own.
+func (e *Engine) routed() bool { return e.routes != nil && e.cfg.AppsDomain != "" }
+
+// SyncRoutes puts every live app's route in the router, from the database:
+// its default host name to the container serving it on its host port. It
+// runs at start-up and with every reconciliation, so a router that was down
+// or restarted catches up; the router keeps routes it already has as they
+// are when one cannot be put. An app whose deployment runs is skipped: that
+// job routes it. Without a router it does nothing.
+func (e *Engine) SyncRoutes(ctx context.Context) error {
+	if !e.routed() {
+		return nil
+	}
+	apps, err := e.store.AllApps(ctx)
+	if err != nil {
+		return fmt.Errorf("sync routes: %w", err)
+	}
+	var errs []error
+	for _, app := range apps {
+		// Under the app's lock: a deployment running now switches the route
+		// itself and must not see it put back to the container it replaces.
+		errs = append(errs, e.withAppLock(ctx, app.ID, func(ctx context.Context) error {
+			fresh, err := e.store.App(ctx, app.ID)
+			if err != nil {
+				return err
+			}
+			return e.putRoute(ctx, fresh)
+		}))
+	}
+	return errors.Join(errs...)
+}
+
+// putRoute puts one app's route to the container serving it, if one runs.
+func (e *Engine) putRoute(ctx context.Context, app store.App) error {
+	if !e.routed() || app.RemovedAt != nil || app.CurrentDeploymentID == 0 {
+		return nil
+	}
+	serving, ok, err := e.servingContainer(ctx, app)
+	if err != nil || !ok || serving.State != "running" {
+		return err // one not running is started by reconciliation, then routed
+	}
+	port, err := e.publishedPort(ctx, serving.ID)
+	if err != nil {
+		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
+	}
+	body := routerapi.RouteBody{
+		Hosts:  []string{DefaultHost(app, e.cfg.AppsDomain)},
+		Target: net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)),
+	}
+	if _, err := e.routes.Put(ctx, RouteService(app), body); err != nil {
+		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
+	}
+	return nil
+}
+
+// routeAfterDeploy puts the app's route after a deployment ended. The
+// deployment's outcome stands whatever happens here: a route not put is
+// logged and put again by the next reconciliation.
+func (e *Engine) routeAfterDeploy(ctx context.Context, r *run) {
+	if !e.routed() {
+		return
+	}
+	app, err := e.store.App(ctx, r.app.ID)
+	if err == nil {
+		err = e.putRoute(ctx, app)
+	}
+	if err != nil {
+		r.logger.WarnContext(ctx, "route after deploy", slog.String("error", err.Error()))
+	}
+}
+
+// routerSwitch is the zero-downtime switch (SPEC §13): the new container
+// starts beside the serving one on its loopback port, is checked directly,
+// then the router moves the app's route to it and returns once the old
+// container's in-flight requests drained; the caller then removes the old
+// container. A new container that fails its check never gets traffic: the
+// old one stays routed and serving throughout.
+func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchResult, error) {
+	var res SwitchResult
+	sw.Step(StepSwitch)
+	if err := e.docker.ContainerStart(ctx, sw.Next, container.StartOptions{}); err != nil {
+		return res, fmt.Errorf("start the new container: %w", err)
+	}
+	port, err := e.publishedPort(ctx, sw.Next)
+	if err != nil {
+		return res, err
+	}
+	sw.Step(StepHealth)
+	res.Health = e.health.check(ctx, sw.Next, port, r.cfg)
+	if !res.Health.Healthy {
+		res.Restored = sw.Prev != "" // it never stopped serving
+		return res, nil
+	}
+	service := RouteService(r.app)
+	target := net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port))
+	out, err := e.routes.Switch(ctx, service, routerapi.SwitchBody{Target: target})
+	var apiErr *routerapi.APIError
+	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+		// A first deploy, or a router that lost the route: nothing to drain.
+		out = router.SwitchResult{}
+		_, err = e.routes.Put(ctx, service, routerapi.RouteBody{Hosts: []string{DefaultHost(r.app, e.cfg.AppsDomain)}, Target: target})
+	}
+	if err != nil {
+		return res, fmt.Errorf("switch the route of %s: %w", r.app.Key(), err)
+	}
+	// Requests still in flight when the drain timed out are cut when the
+	// old container stops: they count as failed.
+	res.Routed, res.Drained, res.Failed = true, int(out.Drained), int(out.Failed+out.DrainTimedOut)
+	return res, nil
+}

@@ -1,0 +1,230 @@
+package deploy_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/keystone-app/keystone/internal/deploy"
+	"github.com/keystone-app/keystone/internal/deploy/deploytest"
+	"github.com/keystone-app/keystone/internal/gittest"
+	"github.com/keystone-app/keystone/internal/keystonetest"
+	"github.com/keystone-app/keystone/internal/router/routerapi"
+	"github.com/keystone-app/keystone/internal/router/routertest"
+	"github.com/keystone-app/keystone/internal/store"
+)
+
+// proxyProcess is the real `keystone proxy` binary in domain mode with TLS
+// off, its data plane on a loopback port.
+type proxyProcess struct {
+	client *routerapi.Client
+	addr   string
+}
+
+func startProxyBinary(t *testing.T, domain string) *proxyProcess {
+	t.Helper()
+	bin := keystonetest.Binary(t)
+	dir, err := os.MkdirTemp("", "ksz") // short: socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := filepath.Join(dir, "a.sock")
+	addr := fmt.Sprintf("127.0.0.1:%d", routertest.FreePort(t))
+	cmd := exec.Command(bin, "proxy")
+	cmd.Env = append(os.Environ(), "KEYSTONE_DATA_DIR="+filepath.Join(dir, "data"), "KEYSTONE_APPS_DOMAIN="+domain,
+		"KEYSTONE_TLS=off", "KEYSTONE_PROXY_HTTP_ADDR="+addr, "KEYSTONE_PROXY_ADMIN=unix://"+sock,
+		"KEYSTONE_PUBLIC_URL=http://keystone.test:8080")
+	var out syncBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		cmd.Process.Kill()
+		cmd.Wait()
+		if t.Failed() {
+			t.Logf("keystone proxy output:\n%s", out.String())
+		}
+	})
+	p := &proxyProcess{client: routerapi.NewClient(sock), addr: addr}
+	deploytest.Eventually(t, 20*time.Second, "keystone proxy answers on its admin socket", func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		err := p.client.Health(ctx)
+		return err == nil, err
+	})
+	return p
+}
+
+// load sends paced requests through the proxy from keep-alive and
+// fresh-connection clients until stopped, counting answers by body and
+// every failure (an error or a status other than 200).
+type load struct {
+	ok, failed atomic.Int64
+	mu         sync.Mutex
+	problems   []string
+	seen       map[string]int
+	stop       chan struct{}
+	wg         sync.WaitGroup
+}
+
+func startLoad(addr, host string, perSecond int) *load {
+	l := &load{stop: make(chan struct{}), seen: map[string]int{}}
+	clients := []*http.Client{
+		{Timeout: 10 * time.Second},
+		{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}},
+	}
+	workers := 4
+	for i := range workers {
+		c := clients[i%len(clients)]
+		l.wg.Go(func() {
+			tick := time.NewTicker(time.Second * time.Duration(workers) / time.Duration(perSecond))
+			defer tick.Stop()
+			for {
+				select {
+				case <-l.stop:
+					return
+				case <-tick.C:
+				}
+				l.one(c, addr, host)
+			}
+		})
+	}
+	return l
+}
+
+func (l *load) one(c *http.Client, addr, host string) {
+	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	req.Host = host
+	resp, err := c.Do(req)
+	if err != nil {
+		l.fail(err.Error())
+		return
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil || resp.StatusCode != 200 {
+		l.fail(fmt.Sprintf("%d %q %v", resp.StatusCode, b, err))
+		return
+	}
+	l.ok.Add(1)
+	l.mu.Lock()
+	l.seen[strings.TrimSpace(string(b))]++
+	l.mu.Unlock()
+}
+
+func (l *load) fail(why string) {
+	l.failed.Add(1)
+	l.mu.Lock()
+	if len(l.problems) < 10 {
+		l.problems = append(l.problems, why)
+	}
+	l.mu.Unlock()
+}
+
+func (l *load) finish() {
+	close(l.stop)
+	l.wg.Wait()
+}
+
+// TestZeroDowntimeThroughProxy: with the real `keystone proxy` binary,
+// a client sending ~200 requests/s (keep-alive and fresh connections) sees
+// no failed request across an update, a failed update and a rollback; each
+// switch records what the old version drained; the failed update leaves the
+// old version routed; replaced containers are removed.
+func TestZeroDowntimeThroughProxy(t *testing.T) {
+	const domain = "apps.test"
+	p := startProxyBinary(t, domain)
+	h := newHarness(t, "zdt", func(o *options) {
+		o.routes = p.client
+		o.cfg.AppsDomain = domain
+	})
+	sha1 := h.push(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1"}))
+	mustState(t, h.deployOf(t, "web", sha1), store.StateSucceeded)
+	app := h.App(t, "web")
+	host := deploy.DefaultHost(app, domain)
+
+	l := startLoad(p.addr, host, 200)
+	deploytest.Eventually(t, 10*time.Second, "the load client gets answers", func() (bool, error) {
+		return l.ok.Load() > 20, nil
+	})
+
+	sha2 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v2"}`)})
+	up := h.deployOf(t, "web", sha2)
+	mustState(t, up, store.StateSucceeded)
+	h.cleanedUp(t, up.ID)
+
+	sha3 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v3", "health": 500}`)})
+	bad := h.deployOf(t, "web", sha3)
+	mustState(t, bad, store.StateFailed)
+	if st, body, err := getVia(p.addr, host); err != nil || st != 200 || body != "version=v2" {
+		t.Fatalf("after the failed update the proxy answers %d %q %v, want version=v2", st, body, err)
+	}
+
+	rb := h.request(t, deploy.Request{AppID: app.ID, Kind: store.KindRollback, Actor: "bob", Trigger: store.TriggerComment})
+	mustState(t, rb, store.StateSucceeded)
+	seenBefore := l.ok.Load()
+	deploytest.Eventually(t, 10*time.Second, "answers after the rollback", func() (bool, error) {
+		return l.ok.Load() > seenBefore+20, nil
+	})
+	l.finish()
+
+	if n := l.failed.Load(); n != 0 {
+		t.Errorf("%d of %d requests failed: %v", n, n+l.ok.Load(), l.problems)
+	}
+	for _, v := range []string{"version=v1", "version=v2"} {
+		if l.seen[v] == 0 {
+			t.Errorf("the load never saw %s: %v", v, l.seen)
+		}
+	}
+	if l.seen["version=v3"] != 0 {
+		t.Errorf("the unhealthy v3 answered %d requests", l.seen["version=v3"])
+	}
+	if st, body, err := getVia(p.addr, host); err != nil || st != 200 || body != "version=v1" {
+		t.Errorf("after the rollback the proxy answers %d %q %v, want version=v1", st, body, err)
+	}
+	for _, d := range []store.Deployment{deployment(t, h, up.ID), deployment(t, h, rb.ID)} {
+		if d.RequestsDrained == nil || d.RequestsFailed == nil || *d.RequestsFailed != 0 {
+			t.Errorf("deployment %d records drained %v failed %v", d.ID, d.RequestsDrained, d.RequestsFailed)
+		}
+	}
+	if d := deployment(t, h, bad.ID); d.RequestsDrained != nil {
+		t.Errorf("the failed update recorded a switch: drained %v", *d.RequestsDrained)
+	}
+	t.Logf("load: %d answered, %d failed, by version %v", l.ok.Load(), l.failed.Load(), l.seen)
+}
+
+// getVia asks addr for / as host.
+func getVia(addr, host string) (int, string, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
+	if err != nil {
+		return 0, "", err
+	}
+	req.Host = host
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b)), err
+}
+
+func deployment(t *testing.T, h *harness, id int64) store.Deployment {
+	t.Helper()
+	d, err := h.Store.Deployment(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
