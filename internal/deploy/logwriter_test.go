@@ -16,9 +16,9 @@ import (
 // as a slow database would while the ticker's flush is storing lines.
 type gatedAppender struct {
 	entered, second, release chan struct{}
-	mu               sync.Mutex
-	calls            int
-	lines            []string
+	mu                       sync.Mutex
+	calls                    int
+	lines                    []string
 }
 
 func (g *gatedAppender) AppendDeploymentLog(_ context.Context, _ int64, lines []string, _ store.LogLimit) (int, error) {

@@ -5,8 +5,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sync"
-	"time"
 	"testing"
+	"time"
 )
 
 // countedBody is a request body of zero bytes, not held in memory by the
