@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/json"
@@ -24,6 +23,7 @@ import (
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
+	"github.com/keystone-app/keystone/internal/testlog"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
 
@@ -49,7 +49,7 @@ type harness struct {
 	engine  *deploy.Engine
 	jobs    *river.Client[pgx.Tx]
 	intake  *queue.Intake
-	logs    *syncBuffer
+	logs    *testlog.Buffer
 	tokens  *recordingTokens
 	secrets *mapSecrets
 	dataDir string
@@ -74,7 +74,7 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{Env: env, logs: &syncBuffer{}, tokens: &recordingTokens{src: app}, secrets: &mapSecrets{},
+	h := &harness{Env: env, logs: &testlog.Buffer{}, tokens: &recordingTokens{src: app}, secrets: &mapSecrets{},
 		dataDir: t.TempDir()}
 	o := options{workers: 4, cfg: deploy.Config{
 		DataDir: h.dataDir, PortRange: env.PortRange, StopTimeout: 2 * time.Second,
@@ -241,23 +241,6 @@ func (s *mapSecrets) set(appID int64, kv map[string]string) {
 		s.m = map[int64]map[string]string{}
 	}
 	s.m[appID] = kv
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // withPushedAt rewrites a push payload's repository.pushed_at.

@@ -21,6 +21,7 @@ import (
 	"github.com/keystone-app/keystone/internal/router/routerapi"
 	"github.com/keystone-app/keystone/internal/router/routertest"
 	"github.com/keystone-app/keystone/internal/store"
+	"github.com/keystone-app/keystone/internal/testlog"
 )
 
 // proxyProcess is the real `keystone proxy` binary in domain mode with TLS
@@ -44,7 +45,7 @@ func startProxyBinary(t *testing.T, domain string) *proxyProcess {
 	cmd.Env = append(os.Environ(), "KEYSTONE_DATA_DIR="+filepath.Join(dir, "data"), "KEYSTONE_APPS_DOMAIN="+domain,
 		"KEYSTONE_TLS=off", "KEYSTONE_PROXY_HTTP_ADDR="+addr, "KEYSTONE_PROXY_ADMIN=unix://"+sock,
 		"KEYSTONE_PUBLIC_URL=http://keystone.test:8080")
-	var out syncBuffer
+	var out testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

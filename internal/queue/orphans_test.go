@@ -1,11 +1,9 @@
 package queue_test
 
 import (
-	"bytes"
 	"io"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,6 +12,7 @@ import (
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
+	"github.com/keystone-app/keystone/internal/testlog"
 )
 
 // TestOrphanRescue: a job left running by a dead process is made available at
@@ -102,7 +101,7 @@ func TestLivenessLockRetakenAfterItsConnectionDies(t *testing.T) {
 		attempted_by = ARRAY[$2], attempted_at = now() - interval '1 minute' WHERE id = $1`, res.Job.ID, self); err != nil {
 		t.Fatal(err)
 	}
-	var logs syncBuffer
+	var logs testlog.Buffer
 	rescuer := &queue.OrphanRescuer{Store: st, ProcessID: self, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	release, err := rescuer.HoldLiveness(t.Context())
 	if err != nil {
@@ -148,21 +147,4 @@ func TestLivenessLockRetakenAfterItsConnectionDies(t *testing.T) {
 	if !strings.Contains(logs.String(), "process liveness lock lost") || !strings.Contains(logs.String(), "taken again") {
 		t.Errorf("the loss and recovery are not logged:\n%s", logs.String())
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

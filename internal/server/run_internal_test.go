@@ -1,16 +1,16 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/keystone-app/keystone/internal/testlog"
 )
 
 // A request still running when the shutdown's time is up is cut, and the
@@ -42,7 +42,7 @@ func TestStopHTTPCutsStragglersAndSaysSo(t *testing.T) {
 	defer resp.Body.Close()
 	<-entered
 
-	var buf syncBuffer
+	var buf testlog.Buffer
 	logger := slog.New(slog.NewTextHandler(&buf, nil))
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // the shutdown's time is up at once
@@ -58,21 +58,4 @@ func TestStopHTTPCutsStragglersAndSaysSo(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the straggling connection is still open after stopHTTP")
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
