@@ -6,13 +6,10 @@ import (
 	"io"
 	"net/http"
 	"net/http/cookiejar"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -21,30 +18,6 @@ import (
 	"github.com/keystone-app/keystone/internal/store/storetest"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
-
-// front is a reverse proxy standing for Keystone's public address (as a
-// tunnel would): its URL is known before Keystone starts, and it follows
-// Keystone across restarts, with no port to guess.
-type front struct {
-	*httptest.Server
-	target atomic.Pointer[url.URL]
-}
-
-func newFront(t *testing.T) *front {
-	f := &front{}
-	f.Server = httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		if u := f.target.Load(); u != nil {
-			r.SetURL(u)
-		}
-	}})
-	t.Cleanup(f.Close)
-	return f
-}
-
-func (f *front) to(raw string) {
-	u, _ := url.Parse(raw)
-	f.target.Store(u)
-}
 
 // browser is a cookie-keeping client that shows each redirect.
 type browser struct {
@@ -107,7 +80,7 @@ func signedPush(t *testing.T, base, webURL, guid string, secret []byte) int {
 func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 	gh := githubtest.New(t)
 	gh.SignIn("octo")
-	fr := newFront(t)
+	fr := keystonetest.NewFront(t)
 	base := fr.URL
 	dbURL := storetest.Fresh(t)
 	vars := map[string]string{
@@ -115,7 +88,7 @@ func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 		"KEYSTONE_PUBLIC_URL": base, "KEYSTONE_GITHUB_API_URL": gh.URL, "KEYSTONE_GITHUB_WEB_URL": gh.WebURL(),
 	}
 	ks := keystonetest.Start(t, vars)
-	fr.to(ks.URL)
+	fr.To(t, ks.URL)
 	line := ks.WaitLog(10*time.Second, func(l map[string]any) bool { _, ok := l["setup_url"]; return ok })
 	link, _ := line["setup_url"].(string)
 	if !strings.HasPrefix(link, base+"/setup?token=") {
@@ -170,7 +143,7 @@ func TestSetupTakesEffectWithoutRestart(t *testing.T) {
 	// A restart uses the stored App: no link, webhooks accepted.
 	ks.Kill()
 	ks = keystonetest.Start(t, vars)
-	fr.to(ks.URL)
+	fr.To(t, ks.URL)
 	if code := signedPush(t, base, gh.WebURL(), "after-restart", []byte(secret)); code != http.StatusAccepted {
 		t.Fatalf("webhook after restart: %d", code)
 	}

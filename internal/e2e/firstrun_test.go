@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -39,24 +38,6 @@ func firstRunAudit() []auditWant {
 	}
 }
 
-// front is a reverse proxy standing for Keystone's public address.
-type front struct {
-	*httptest.Server
-	target atomic.Pointer[url.URL]
-}
-
-func newFront(t *testing.T) *front {
-	f := &front{}
-	f.Server = httptest.NewServer(&httputil.ReverseProxy{Rewrite: func(r *httputil.ProxyRequest) {
-		if u := f.target.Load(); u != nil {
-			r.SetURL(u)
-		}
-		r.Out.Host = r.In.Host
-	}})
-	t.Cleanup(f.Close)
-	return f
-}
-
 // newGitHubFront stands in for github.com, which serves both the web pages
 // and git: paths of a repository's git (OWNER/REPO.git/…) go to the git
 // server, everything else to the fake GitHub's web pages. Keystone requires
@@ -75,11 +56,6 @@ func newGitHubFront(t *testing.T, web, git string) *httptest.Server {
 	return srv
 }
 
-func (f *front) to(raw string) {
-	u, _ := url.Parse(raw)
-	f.target.Store(u)
-}
-
 // TestFirstRunInOneClick is the README's quick start with the fake GitHub
 // standing in for github.com: `keystone serve` with no App logs a setup
 // link; Chromium opens it, creates the App on "GitHub" and comes back,
@@ -93,7 +69,7 @@ func TestFirstRunInOneClick(t *testing.T) {
 	e.GitHub.SetInstallTarget(deploytest.Installation, "octo", repoName)
 	// The public URL is a proxy in front of Keystone, as a tunnel would be:
 	// known before Keystone starts, with no port to guess.
-	front := newFront(t)
+	front := keystonetest.NewFront(t)
 	base := front.URL
 	github := newGitHubFront(t, e.GitHub.WebURL(), e.Git.URL)
 	ks := keystonetest.Start(t, map[string]string{
@@ -107,7 +83,7 @@ func TestFirstRunInOneClick(t *testing.T) {
 			t.Logf("Keystone's last log lines:\n%s", strings.Join(lines[max(len(lines)-40, 0):], "\n"))
 		}
 	})
-	front.to(ks.URL)
+	front.To(t, ks.URL)
 	line := ks.WaitLog(30*time.Second, func(l map[string]any) bool { _, ok := l["setup_url"]; return ok })
 	link, _ := line["setup_url"].(string)
 
