@@ -1,0 +1,188 @@
+package e2e_test
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keystone-app/keystone/internal/deploy/deploytest"
+	"github.com/keystone-app/keystone/internal/github/githubtest"
+	"github.com/keystone-app/keystone/internal/gittest"
+	"github.com/keystone-app/keystone/internal/outbox/outboxtest"
+)
+
+// previewFiles is the test app answering b.Version, with previews on.
+func previewFiles(t *testing.T, b gittest.Behaviour) map[string][]byte {
+	f := gittest.AppFiles(t, "", b)
+	maps.Copy(f, map[string][]byte{".keystone.yml": gittest.KeystoneYML("web", "main", "preview: true")})
+	return f
+}
+
+// openPreview records pull request number from head at sha in the fake and
+// delivers its opened event.
+func (w *world) openPreview(t *testing.T, number int, head, sha string) {
+	t.Helper()
+	repoID := w.GitHub.RepositoryID(e2eRepo)
+	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: number, State: "open", HeadRef: head, HeadSHA: sha, HeadRepoID: repoID})
+	if _, code := w.hooks.deliver("pull_request", w.pullRequestEvent("opened", number, head, sha, repoID)); code != http.StatusAccepted {
+		t.Fatalf("pull_request opened delivery answered %d", code)
+	}
+}
+
+// closePreview marks pull request number closed in the fake and delivers
+// its closed event.
+func (w *world) closePreview(t *testing.T, number int, head, sha string) {
+	t.Helper()
+	repoID := w.GitHub.RepositoryID(e2eRepo)
+	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: number, State: "closed", HeadRef: head, HeadSHA: sha, HeadRepoID: repoID})
+	if _, code := w.hooks.deliver("pull_request", w.pullRequestEvent("closed", number, head, sha, repoID)); code != http.StatusAccepted {
+		t.Fatalf("pull_request closed delivery answered %d", code)
+	}
+}
+
+// previewGone awaits the end state of a closed preview: its app row removed
+// with its port released, no container or image left, nothing listening on
+// its old port.
+func (w *world) previewGone(t *testing.T, name string, port int, timeout time.Duration) {
+	t.Helper()
+	label := "io.keystone.app=" + e2eRepo + "/" + name
+	await(t, timeout, "preview "+name+" removed with its container, image and port", func() bool {
+		var removed, hasPort bool
+		err := w.Store.Pool().QueryRow(t.Context(), `SELECT removed_at IS NOT NULL, host_port IS NOT NULL FROM apps
+			WHERE name = $1`, name).Scan(&removed, &hasPort)
+		return err == nil && removed && !hasPort && len(w.Containers(t, label)) == 0 &&
+			len(w.Images(t, label)) == 0 && !listening(port)
+	})
+}
+
+func listening(port int) bool {
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second)
+	if err != nil {
+		return false
+	}
+	c.Close()
+	return true
+}
+
+// nothingPending awaits every deployment finished, every job and outbox
+// entry done and every delivery processed.
+func (w *world) nothingPending(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	await(t, timeout, "no unfinished deployment, job, outbox entry or delivery", func() bool {
+		var pending int
+		err := w.Store.Pool().QueryRow(t.Context(), `SELECT
+			(SELECT count(*) FROM deployments WHERE finished_at IS NULL) +
+			(SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded', 'cancelled')) +
+			(SELECT count(*) FROM github_outbox WHERE state = 'pending') +
+			(SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NULL)`).Scan(&pending)
+		return err == nil && pending == 0
+	})
+}
+
+// killAndRestart SIGKILLs Keystone, waits until the dead process's running
+// jobs are old enough for the next process's rescuer, and starts it again.
+func (w *world) killAndRestart(t *testing.T) {
+	t.Helper()
+	w.ks.Kill()
+	await(t, 30*time.Second, "the dead process's jobs older than the rescue grace", func() bool {
+		var young int
+		err := w.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM river_job
+			WHERE state = 'running' AND attempted_at > now() - interval '6 seconds'`).Scan(&young)
+		return err == nil && young == 0
+	})
+	w.start(t)
+}
+
+// previewDeployments are the GitHub deployments in environment env.
+func (w *world) previewDeployments(env string) []githubtest.Deployment {
+	var out []githubtest.Deployment
+	for _, d := range w.GitHub.Deployments(e2eRepo) {
+		if d.Environment == env {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// TestPreviewThroughGitHubOutage runs the real binary. First it measures a
+// production deploy and a preview of the same commit, and a preview's
+// teardown after closed (figures logged, not asserted: docs/benchmarks.md).
+// Then GitHub creates a preview's deployment but answers 500, and fails
+// every repository call for a while after: the preview still deploys, and
+// in the end its pull request has one GitHub deployment whose statuses
+// arrived once each and in order.
+func TestPreviewThroughGitHubOutage(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.start(t)
+	v1 := w.Repo.Commit(t, "main", previewFiles(t, gittest.Behaviour{Version: "1"}), "v1")
+	began := time.Now()
+	w.hooks.deliver("push", w.Repo.PushEvent("main", v1, "alice"))
+	if st := w.statusOf(t, v1, "keystone/web", 3*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("production v1: %s", st)
+	}
+	production := time.Since(began)
+
+	// A preview of the same commit (pull request from main's head).
+	began = time.Now()
+	w.openPreview(t, 6, "main", v1)
+	if st := w.statusOf(t, v1, "keystone/web-pr-6", 3*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("preview of v1: %s", st)
+	}
+	preview := time.Since(began)
+	port := w.App(t, "web-pr-6").HostPort
+	if !deploytest.Serves(port, "1") {
+		t.Fatalf("the preview on %d does not serve v1", port)
+	}
+	began = time.Now()
+	w.closePreview(t, 6, "main", v1)
+	w.previewGone(t, "web-pr-6", port, 30*time.Second)
+	teardown := time.Since(began)
+	t.Logf("figures: production deploy %v, preview of the same commit %v (ratio %.2f), teardown after closed %v",
+		production.Round(10*time.Millisecond), preview.Round(10*time.Millisecond),
+		preview.Seconds()/production.Seconds(), teardown.Round(10*time.Millisecond))
+	outboxtest.WaitIdle(t, w.Store, time.Minute)
+
+	// The outage: the creation is carried out but its answer lost, then the
+	// next repository calls fail (counted, not timed: a loaded machine may
+	// reach GitHub after any fixed span ended).
+	const path = "/repos/" + e2eRepo + "/deployments"
+	w.GitHub.Inject(githubtest.Fault{Method: "POST", PathPrefix: path, Status: 500, Apply: true, Times: 1, RetryAfter: time.Second})
+	w.GitHub.Inject(githubtest.Fault{PathPrefix: "/repos/", Status: 500, Times: 8, RetryAfter: time.Second})
+	p1 := w.Repo.Commit(t, "feature", previewFiles(t, gittest.Behaviour{Version: "pr-1"}), "pr v1")
+	w.openPreview(t, 7, "feature", p1)
+	if st := w.statusOf(t, p1, "keystone/web-pr-7", 3*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("preview of %s through the outage: %s", p1[:7], st)
+	}
+	await(t, 90*time.Second, "the preview's GitHub deployment to succeed", func() bool {
+		ds := w.previewDeployments("web-pr-7")
+		return len(ds) == 1 && deploymentStates(ds[0]) == "queued in_progress success"
+	})
+	outboxtest.WaitIdle(t, w.Store, time.Minute)
+	ds := w.previewDeployments("web-pr-7")
+	if len(ds) != 1 || deploymentStates(ds[0]) != "queued in_progress success" || ds[0].SHA != p1 ||
+		!ds[0].TransientEnvironment || ds[0].ProductionEnvironment {
+		t.Fatalf("GitHub deployments of the preview after the outage: %+v", ds)
+	}
+	if n := len(w.GitHub.Deployments(e2eRepo)); n != 3 {
+		t.Errorf("%d GitHub deployments, want 3 (production, pull requests 6 and 7)", n)
+	}
+	failed, looked := 0, false
+	for _, r := range w.GitHub.RequestsTo("", path) {
+		if r.Status == http.StatusInternalServerError {
+			failed++
+		}
+		looked = looked || (r.Method == "GET" && r.Path == path && r.Status == http.StatusOK && r.Query.Get("sha") == p1)
+	}
+	if failed < 2 || !looked {
+		t.Errorf("%d failed deployments calls, lookup of the lost creation %v: the outage did not meet the preview", failed, looked)
+	}
+	if port := w.App(t, "web-pr-7").HostPort; !deploytest.Serves(port, "pr-1") {
+		t.Errorf("the preview on %d does not serve pr-1", port)
+	}
+}
