@@ -186,3 +186,81 @@ func TestPreviewThroughGitHubOutage(t *testing.T) {
 		t.Errorf("the preview on %d does not serve pr-1", port)
 	}
 }
+
+// deploymentOfSHA waits until a deployment of sha exists and returns its id.
+func (w *world) deploymentOfSHA(t *testing.T, sha string) int64 {
+	t.Helper()
+	var id int64
+	await(t, time.Minute, "a deployment of "+sha[:7], func() bool {
+		return w.Store.Pool().QueryRow(t.Context(), `SELECT id FROM deployments WHERE sha = $1 ORDER BY id DESC LIMIT 1`,
+			sha).Scan(&id) == nil
+	})
+	return id
+}
+
+// TestPreviewSurvivesSIGKILL runs the real binary and kills it (SIGKILL: no
+// shutdown code runs) while a preview builds, then again while a closed
+// preview is torn down (its app is removed, its container still stopping:
+// the app ignores SIGTERM). After each restart the state is whole: the
+// interrupted preview deploys and serves, then after closed no container,
+// image or port of it is left, its app row is removed, its GitHub
+// deployment is inactive, production serves throughout, nothing is pending.
+func TestPreviewSurvivesSIGKILL(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.start(t)
+	v1 := w.Repo.Commit(t, "main", previewFiles(t, gittest.Behaviour{Version: "1"}), "v1")
+	w.hooks.deliver("push", w.Repo.PushEvent("main", v1, "alice"))
+	if st := w.statusOf(t, v1, "keystone/web", 3*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("production v1: %s", st)
+	}
+	prod := w.App(t, "web").HostPort
+
+	const pr = 7
+	p1 := w.Repo.Commit(t, "feature", previewFiles(t, gittest.Behaviour{Version: "pr-1", IgnoreTerm: true,
+		BuildStep: true, BuildSleep: 6 * time.Second, BuildPrint: []string{"building slowly"}}), "pr v1")
+	w.openPreview(t, pr, "feature", p1)
+	id := w.deploymentOfSHA(t, p1)
+	await(t, time.Minute, "the preview's build step running", func() bool {
+		return strings.Contains(strings.Join(w.Log(t, id), "\n"), "building slowly")
+	})
+	w.killAndRestart(t)
+	if st := w.statusOf(t, p1, fmt.Sprintf("keystone/web-pr-%d", pr), 3*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("preview interrupted while building: %s\n%s", st, strings.Join(w.Log(t, id), "\n"))
+	}
+	if log := strings.Join(w.Log(t, id), "\n"); !strings.Contains(log, "interrupted") {
+		t.Errorf("the preview's log does not tell of the interruption:\n%s", log)
+	}
+	w.nothingPending(t, time.Minute)
+	name := fmt.Sprintf("web-pr-%d", pr)
+	app := w.App(t, name)
+	label := "io.keystone.app=" + e2eRepo + "/" + name
+	if list := w.Containers(t, label); len(list) != 1 || list[0].Labels["io.keystone.deployment"] != fmt.Sprint(app.CurrentDeploymentID) {
+		t.Fatalf("after the restart the preview has %d containers, want only its serving one", len(list))
+	}
+	if !deploytest.Serves(app.HostPort, "pr-1") || !deploytest.Serves(prod, "1") {
+		t.Fatalf("after the restart: preview on %d, production on %d do not serve pr-1 and 1", app.HostPort, prod)
+	}
+
+	// Teardown: the app is removed in one transaction, then its container
+	// is stopped (the app ignores SIGTERM: that takes the stop grace).
+	w.closePreview(t, pr, "feature", p1)
+	await(t, 30*time.Second, "the preview's app removed while its container is still there", func() bool {
+		var removed bool
+		err := w.Store.Pool().QueryRow(t.Context(), `SELECT removed_at IS NOT NULL FROM apps WHERE name = $1`, name).Scan(&removed)
+		return err == nil && removed
+	})
+	if len(w.Containers(t, label)) == 0 {
+		t.Fatal("the preview's container was gone before the kill: the test proves nothing")
+	}
+	w.killAndRestart(t)
+	w.previewGone(t, name, app.HostPort, time.Minute)
+	w.nothingPending(t, time.Minute)
+	ds := w.previewDeployments(name)
+	if len(ds) != 1 || deploymentStates(ds[0]) != "queued in_progress success inactive" {
+		t.Errorf("GitHub deployments of the preview: %+v", ds)
+	}
+	if !deploytest.Serves(prod, "1") || len(w.Containers(t, "io.keystone.app="+e2eRepo+"/web")) != 1 {
+		t.Errorf("production on %d does not serve v1 alone after the preview's teardown", prod)
+	}
+}
