@@ -143,9 +143,19 @@ func TestPreviewThroughGitHubOutage(t *testing.T) {
 	w.closePreview(t, 6, "main", v1)
 	w.previewGone(t, "web-pr-6", port, 30*time.Second)
 	teardown := time.Since(began)
-	t.Logf("figures: production deploy %v, preview of the same commit %v (ratio %.2f), teardown after closed %v",
-		production.Round(10*time.Millisecond), preview.Round(10*time.Millisecond),
-		preview.Seconds()/production.Seconds(), teardown.Round(10*time.Millisecond))
+	// A preview of a commit nothing built yet, as a pull request's first.
+	p0 := w.Repo.Commit(t, "first", previewFiles(t, gittest.Behaviour{Version: "pr-0"}), "pr v0")
+	began = time.Now()
+	w.openPreview(t, 5, "first", p0)
+	if st := w.statusOf(t, p0, "keystone/web-pr-5", 3*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("preview of %s: %s", p0[:7], st)
+	}
+	fresh := time.Since(began)
+	w.closePreview(t, 5, "first", p0)
+	w.previewGone(t, "web-pr-5", w.App(t, "web-pr-5").HostPort, 30*time.Second)
+	ms := func(d time.Duration) time.Duration { return d.Round(10 * time.Millisecond) }
+	t.Logf("figures: production deploy %v; preview of the same commit %v (ratio %.2f); preview of a new commit %v (ratio %.2f); teardown after closed %v",
+		ms(production), ms(preview), preview.Seconds()/production.Seconds(), ms(fresh), fresh.Seconds()/production.Seconds(), ms(teardown))
 	outboxtest.WaitIdle(t, w.Store, time.Minute)
 
 	// The outage: the creation is carried out but its answer lost, then the
@@ -169,8 +179,8 @@ func TestPreviewThroughGitHubOutage(t *testing.T) {
 		!ds[0].TransientEnvironment || ds[0].ProductionEnvironment {
 		t.Fatalf("GitHub deployments of the preview after the outage: %+v", ds)
 	}
-	if n := len(w.GitHub.Deployments(e2eRepo)); n != 3 {
-		t.Errorf("%d GitHub deployments, want 3 (production, pull requests 6 and 7)", n)
+	if n := len(w.GitHub.Deployments(e2eRepo)); n != 4 {
+		t.Errorf("%d GitHub deployments, want 4 (production, pull requests 6, 5 and 7)", n)
 	}
 	failed, looked := 0, false
 	for _, r := range w.GitHub.RequestsTo("", path) {
