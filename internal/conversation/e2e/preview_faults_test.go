@@ -228,7 +228,7 @@ func TestPreviewSurvivesSIGKILL(t *testing.T) {
 
 	const pr = 7
 	p1 := w.Repo.Commit(t, "feature", previewFiles(t, gittest.Behaviour{Version: "pr-1", IgnoreTerm: true,
-		BuildStep: true, BuildSleep: 6 * time.Second, BuildPrint: []string{"building slowly"}}), "pr v1")
+		BuildStep: true, BuildSleep: 10 * time.Second, BuildPrint: []string{"building slowly"}}), "pr v1")
 	w.openPreview(t, pr, "feature", p1)
 	id := w.deploymentOfSHA(t, p1)
 	await(t, time.Minute, "the preview's build step running", func() bool {
