@@ -3,17 +3,26 @@ package e2e_test
 import (
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
 	"github.com/keystone-app/keystone/internal/github/githubtest"
 	"github.com/keystone-app/keystone/internal/gittest"
+	"github.com/keystone-app/keystone/internal/keystonetest"
 	"github.com/keystone-app/keystone/internal/outbox/outboxtest"
+	"github.com/keystone-app/keystone/internal/router/routerapi"
+	"github.com/keystone-app/keystone/internal/router/routertest"
+	"github.com/keystone-app/keystone/internal/store"
 )
 
 // previewFiles is the test app answering b.Version, with previews on.
@@ -217,8 +226,45 @@ func (w *world) deploymentOfSHA(t *testing.T, sha string) int64 {
 // deployment is inactive, production serves throughout, nothing is pending.
 func TestPreviewSurvivesSIGKILL(t *testing.T) {
 	t.Parallel()
+	for _, domain := range []bool{false, true} {
+		t.Run(map[bool]string{false: "port mode", true: "domain mode"}[domain], func(t *testing.T) {
+			t.Parallel()
+			previewSurvivesSIGKILL(t, domain)
+		})
+	}
+}
+
+// previewSurvivesSIGKILL is TestPreviewSurvivesSIGKILL, in domain mode
+// behind the real `keystone proxy` when domain is true: there the
+// preview's route must also be gone after the restart.
+func previewSurvivesSIGKILL(t *testing.T, domain bool) {
 	w := newWorld(t)
+	var proxy *routerapi.Client
+	var proxyAddr string
+	if domain {
+		proxy, proxyAddr = startProxy(t, w, "apps.test")
+	}
 	w.start(t)
+	// serves tells whether app answers want: on its port, or in domain
+	// mode through the proxy at its route's host.
+	serves := func(app store.App, want string) bool {
+		if !domain {
+			return deploytest.Serves(app.HostPort, want)
+		}
+		host := w.routeHost(t, proxy, deploy.RouteService(app))
+		if host == "" {
+			return false
+		}
+		req, _ := http.NewRequest(http.MethodGet, "http://"+proxyAddr+"/", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == http.StatusOK && strings.TrimSpace(string(b)) == "version="+want
+	}
 	v1 := w.Repo.Commit(t, "main", previewFiles(t, gittest.Behaviour{Version: "1"}), "v1")
 	w.hooks.deliver("push", w.Repo.PushEvent("main", v1, "alice"))
 	if st := w.statusOf(t, v1, "keystone/web", 3*time.Minute); !strings.HasPrefix(st, "success") {
@@ -248,8 +294,12 @@ func TestPreviewSurvivesSIGKILL(t *testing.T) {
 	if list := w.Containers(t, label); len(list) != 1 || list[0].Labels["io.keystone.deployment"] != fmt.Sprint(app.CurrentDeploymentID) {
 		t.Fatalf("after the restart the preview has %d containers, want only its serving one", len(list))
 	}
-	if !deploytest.Serves(app.HostPort, "pr-1") || !deploytest.Serves(prod, "1") {
-		t.Fatalf("after the restart: preview on %d, production on %d do not serve pr-1 and 1", app.HostPort, prod)
+	if !serves(app, "pr-1") || !serves(w.App(t, "web"), "1") {
+		var routes any
+		if domain {
+			routes, _ = proxy.Routes(t.Context())
+		}
+		t.Fatalf("after the restart: preview on %d, production on %d do not serve pr-1 and 1 (routes %+v)", app.HostPort, prod, routes)
 	}
 
 	// Teardown: the app is removed in one transaction, then its container
@@ -266,11 +316,67 @@ func TestPreviewSurvivesSIGKILL(t *testing.T) {
 	w.killAndRestart(t)
 	w.previewGone(t, name, app.HostPort, time.Minute)
 	w.nothingPending(t, time.Minute)
+	if domain {
+		await(t, 30*time.Second, "the preview's route gone from the proxy", func() bool { return w.routeHost(t, proxy, deploy.RouteService(app)) == "" })
+		if w.routeHost(t, proxy, deploy.RouteService(w.App(t, "web"))) == "" {
+			t.Errorf("production's route is gone with the preview's")
+		}
+	}
 	ds := w.previewDeployments(name)
 	if len(ds) != 1 || deploymentStates(ds[0]) != "queued in_progress success inactive" {
 		t.Errorf("GitHub deployments of the preview: %+v", ds)
 	}
-	if !deploytest.Serves(prod, "1") || len(w.Containers(t, "io.keystone.app="+e2eRepo+"/web")) != 1 {
+	if !serves(w.App(t, "web"), "1") || len(w.Containers(t, "io.keystone.app="+e2eRepo+"/web")) != 1 {
 		t.Errorf("production on %d does not serve v1 alone after the preview's teardown", prod)
 	}
+}
+
+// startProxy runs the real `keystone proxy` in domain mode under domain
+// with TLS off, and points the world's Keystone at its admin socket.
+func startProxy(t *testing.T, w *world, domain string) (client *routerapi.Client, httpAddr string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "ksp") // short: socket paths are limited
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	sock := "unix://" + filepath.Join(dir, "a.sock")
+	httpAddr = fmt.Sprintf("127.0.0.1:%d", routertest.FreePort(t))
+	env := map[string]string{"KEYSTONE_DATA_DIR": filepath.Join(dir, "data"), "KEYSTONE_APPS_DOMAIN": domain,
+		"KEYSTONE_TLS": "off", "KEYSTONE_PROXY_HTTP_ADDR": httpAddr,
+		"KEYSTONE_PROXY_ADMIN": sock, "KEYSTONE_PUBLIC_URL": w.env["KEYSTONE_PUBLIC_URL"]}
+	cmd := exec.Command(keystonetest.Binary(t), "proxy")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	c := routerapi.NewClient(strings.TrimPrefix(sock, "unix://"))
+	await(t, 20*time.Second, "keystone proxy answers on its admin socket", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		defer cancel()
+		return c.Health(ctx) == nil
+	})
+	w.env["KEYSTONE_APPS_DOMAIN"] = domain
+	w.env["KEYSTONE_PROXY_ADMIN"] = sock
+	return c, httpAddr
+}
+
+// routeHost is the first host of the proxy's route for service, "" when
+// it has none.
+func (w *world) routeHost(t *testing.T, c *routerapi.Client, service string) string {
+	t.Helper()
+	routes, err := c.Routes(t.Context())
+	if err != nil {
+		t.Fatalf("list the proxy's routes: %v", err)
+	}
+	for _, r := range routes {
+		if r.Service == service && len(r.Hosts) > 0 {
+			return r.Hosts[0]
+		}
+	}
+	return ""
 }
