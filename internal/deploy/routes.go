@@ -32,9 +32,15 @@ type RouteTable interface {
 func RouteService(app store.App) string { return "app-" + strconv.FormatInt(app.ID, 10) }
 
 // DefaultHost is an app's host name under the apps domain,
-// `<app>-<repo>.<domain>` in lower case, every character a DNS label may
-// not hold made '-'.
+// `<app>-<repo>.<domain>`, or `pr-<N>-<app>-<repo>.<domain>` for the preview
+// of pull request N of app (SPEC §14), in lower case, every character a DNS
+// label may not hold made '-'.
 func DefaultHost(app store.App, domain string) string {
+	name := app.Name
+	if app.Preview() {
+		suffix := store.PreviewName("", app.PRNumber) // "-pr-<N>"
+		name = fmt.Sprintf("pr-%d-%s", app.PRNumber, strings.TrimSuffix(app.Name, suffix))
+	}
 	label := strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
@@ -42,7 +48,7 @@ func DefaultHost(app store.App, domain string) string {
 		default:
 			return '-'
 		}
-	}, strings.ToLower(app.Name+"-"+app.Repo))
+	}, strings.ToLower(name+"-"+app.Repo))
 	label = strings.Trim(label, "-")
 	if len(label) > 63 {
 		label = strings.Trim(label[:63], "-")

@@ -302,6 +302,10 @@ func previewSurvivesSIGKILL(t *testing.T, domain bool) {
 		t.Fatalf("after the restart: preview on %d, production on %d do not serve pr-1 and 1 (routes %+v)", app.HostPort, prod, routes)
 	}
 
+	if want := fmt.Sprintf("pr-%d-web-web.apps.test", pr); domain && w.routeHost(t, proxy, deploy.RouteService(app)) != want {
+		t.Errorf("the preview's host is %q, want %q (SPEC §14)", w.routeHost(t, proxy, deploy.RouteService(app)), want)
+	}
+
 	// Teardown: the app is removed in one transaction, then its container
 	// is stopped (the app ignores SIGTERM: that takes the stop grace).
 	w.closePreview(t, pr, "feature", p1)
