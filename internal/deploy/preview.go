@@ -296,6 +296,9 @@ func (e *Engine) teardown(ctx context.Context, removed []store.App) error {
 				return err
 			}
 			e.logger.InfoContext(ctx, "preview removed", slog.String("app", app.Key()))
+			if err := e.dropRoute(ctx, app); err != nil {
+				return err
+			}
 			return e.reconcileApp(ctx, instance, app, e.logger.With(slog.String("app", app.Key())))
 		}))
 	}

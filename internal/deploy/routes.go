@@ -23,6 +23,8 @@ type RouteTable interface {
 	Health(ctx context.Context) error
 	Put(ctx context.Context, service string, body routerapi.RouteBody) (router.Route, error)
 	Switch(ctx context.Context, service string, body routerapi.SwitchBody) (router.SwitchResult, error)
+	Routes(ctx context.Context) ([]router.Route, error)
+	Delete(ctx context.Context, service string) error
 }
 
 // RouteService is the router's name of an app's route: its id, which never
@@ -30,9 +32,15 @@ type RouteTable interface {
 func RouteService(app store.App) string { return "app-" + strconv.FormatInt(app.ID, 10) }
 
 // DefaultHost is an app's host name under the apps domain,
-// `<app>-<repo>.<domain>` in lower case, every character a DNS label may
-// not hold made '-'.
+// `<app>-<repo>.<domain>`, or `pr-<N>-<app>-<repo>.<domain>` for the preview
+// of pull request N of app (SPEC §14), in lower case, every character a DNS
+// label may not hold made '-'.
 func DefaultHost(app store.App, domain string) string {
+	name := app.Name
+	if app.Preview() {
+		suffix := store.PreviewName("", app.PRNumber) // "-pr-<N>"
+		name = fmt.Sprintf("pr-%d-%s", app.PRNumber, strings.TrimSuffix(app.Name, suffix))
+	}
 	label := strings.Map(func(r rune) rune {
 		switch {
 		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
@@ -40,7 +48,7 @@ func DefaultHost(app store.App, domain string) string {
 		default:
 			return '-'
 		}
-	}, strings.ToLower(app.Name+"-"+app.Repo))
+	}, strings.ToLower(name+"-"+app.Repo))
 	label = strings.Trim(label, "-")
 	if len(label) > 63 {
 		label = strings.Trim(label[:63], "-")
@@ -78,8 +86,24 @@ func (e *Engine) SyncRoutes(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("sync routes: %w", err)
 	}
+	have, err := e.routes.Routes(ctx)
+	if err != nil {
+		return fmt.Errorf("sync routes: list the router's routes: %w", err)
+	}
+	routed := map[string]bool{}
+	for _, r := range have {
+		routed[r.Service] = true
+	}
 	var errs []error
 	for _, app := range apps {
+		if app.RemovedAt != nil {
+			// A removed app's route goes, even when the removal's own
+			// teardown was cut short (a crash after the app was removed).
+			if routed[RouteService(app)] {
+				errs = append(errs, e.dropRoute(ctx, app))
+			}
+			continue
+		}
 		// Under the app's lock: a deployment running now switches the route
 		// itself and must not see it put back to the container it replaces.
 		errs = append(errs, e.withAppLock(ctx, app.ID, func(ctx context.Context) error {
@@ -91,6 +115,21 @@ func (e *Engine) SyncRoutes(ctx context.Context) error {
 		}))
 	}
 	return errors.Join(errs...)
+}
+
+// dropRoute removes a removed app's route from the router.
+func (e *Engine) dropRoute(ctx context.Context, app store.App) error {
+	if !e.routed() {
+		return nil
+	}
+	var apiErr *routerapi.APIError
+	if err := e.routes.Delete(ctx, RouteService(app)); errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
+		return nil // never routed, or removed already
+	} else if err != nil {
+		return fmt.Errorf("remove the route of %s: %w", app.Key(), err)
+	}
+	e.logger.InfoContext(ctx, "route removed", slog.String("app", app.Key()))
+	return nil
 }
 
 // putRoute puts one app's route to the container serving it, if one runs.

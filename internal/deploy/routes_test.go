@@ -159,6 +159,23 @@ func TestDefaultHost(t *testing.T) {
 	}
 }
 
+// TestDefaultHostOfPreview: a preview is pr-<N>-<app>-<repo> (SPEC §14).
+func TestDefaultHostOfPreview(t *testing.T) {
+	for _, c := range []struct {
+		app, repo string
+		pr        int
+		want      string
+	}{
+		{"web", "shop", 7, "pr-7-web-shop.apps.test"},
+		{"web-pr-3", "shop", 12, "pr-12-web-pr-3-shop.apps.test"},
+	} {
+		a := store.App{Name: store.PreviewName(c.app, c.pr), Repo: c.repo, PRNumber: c.pr, ParentAppID: 1}
+		if got := deploy.DefaultHost(a, "apps.test"); got != c.want {
+			t.Errorf("DefaultHost of preview %d of %s = %q, want %q", c.pr, c.app, got, c.want)
+		}
+	}
+}
+
 // TestRouterReadyWithoutRouter: an engine without a router says so.
 func TestRouterReadyWithoutRouter(t *testing.T) {
 	h := newHarness(t, "norouter")
