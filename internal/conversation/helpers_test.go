@@ -15,6 +15,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/keystone-app/keystone/internal/appurl"
 	"github.com/keystone-app/keystone/internal/conversation"
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
@@ -35,7 +36,7 @@ const (
 )
 
 var links = conversation.Links{PublicURL: "https://keystone.example/", GitHubWebURL: "https://github.example",
-	AppHost: "apps.example"}
+	Apps: appurl.Config{AppHost: "apps.example"}}
 
 // env is one test's database, fake GitHub, notifier, command worker and a
 // stand-in for the deploy engine.

@@ -11,6 +11,7 @@ import (
 	"text/template"
 	"time"
 
+	"github.com/keystone-app/keystone/internal/appurl"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/templates"
 )
@@ -21,8 +22,8 @@ type Links struct {
 	PublicURL string
 	// GitHubWebURL is GitHub's web base URL (KEYSTONE_GITHUB_WEB_URL).
 	GitHubWebURL string
-	// AppHost is the host of app URLs (KEYSTONE_APP_HOST).
-	AppHost string
+	// Apps says where apps are served (KEYSTONE_APP_HOST, the apps domain).
+	Apps appurl.Config
 }
 
 // DeploymentURL is the status page of deployment id.
@@ -35,15 +36,8 @@ func (l Links) CommitURL(owner, repo, sha string) string {
 	return strings.TrimSuffix(l.GitHubWebURL, "/") + "/" + url.PathEscape(owner) + "/" + url.PathEscape(repo) + "/commit/" + sha
 }
 
-// AppURL is where app serves (SPEC §6), "" before it has a port. A preview
-// is an app of its own with its own port; in domain mode (the router) it is
-// to be pr-<N>-<app>-<repo>.<KEYSTONE_APPS_DOMAIN>, decided here only.
-func (l Links) AppURL(app store.App) string {
-	if app.HostPort == 0 || l.AppHost == "" {
-		return ""
-	}
-	return "http://" + l.AppHost + ":" + strconv.Itoa(app.HostPort) + "/"
-}
+// AppURL is where app serves (SPEC §6, §13, §14; appurl.Config.URL).
+func (l Links) AppURL(app store.App) string { return l.Apps.URL(app) }
 
 // renderer fills the comment templates.
 type renderer struct {

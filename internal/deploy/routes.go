@@ -8,10 +8,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"strings"
 
 	"github.com/docker/docker/api/types/container"
 
+	"github.com/keystone-app/keystone/internal/appurl"
 	"github.com/keystone-app/keystone/internal/router"
 	"github.com/keystone-app/keystone/internal/router/routerapi"
 	"github.com/keystone-app/keystone/internal/store"
@@ -31,30 +31,8 @@ type RouteTable interface {
 // changes and, unlike owner/repo/name, fits the router's service names.
 func RouteService(app store.App) string { return "app-" + strconv.FormatInt(app.ID, 10) }
 
-// DefaultHost is an app's host name under the apps domain,
-// `<app>-<repo>.<domain>`, or `pr-<N>-<app>-<repo>.<domain>` for the preview
-// of pull request N of app (SPEC §14), in lower case, every character a DNS
-// label may not hold made '-'.
-func DefaultHost(app store.App, domain string) string {
-	name := app.Name
-	if app.Preview() {
-		suffix := store.PreviewName("", app.PRNumber) // "-pr-<N>"
-		name = fmt.Sprintf("pr-%d-%s", app.PRNumber, strings.TrimSuffix(app.Name, suffix))
-	}
-	label := strings.Map(func(r rune) rune {
-		switch {
-		case r >= 'a' && r <= 'z', r >= '0' && r <= '9', r == '-':
-			return r
-		default:
-			return '-'
-		}
-	}, strings.ToLower(name+"-"+app.Repo))
-	label = strings.Trim(label, "-")
-	if len(label) > 63 {
-		label = strings.Trim(label[:63], "-")
-	}
-	return label + "." + strings.ToLower(domain)
-}
+// DefaultHost is an app's host name under the apps domain (appurl.Host).
+func DefaultHost(app store.App, domain string) string { return appurl.Host(app, domain) }
 
 // RouterReady checks that the router answers, for /readyz.
 func (e *Engine) RouterReady(ctx context.Context) error {

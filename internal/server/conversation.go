@@ -20,7 +20,7 @@ import (
 // (possibly by setup while serving) nothing can be sent or checked: what the
 // notifier writes waits in the outbox, and the loops wait for the App.
 func (p *parts) addConversation() error {
-	links := conversation.Links{PublicURL: p.cfg.PublicURL.String(), GitHubWebURL: p.cfg.GitHubWebURL, AppHost: p.cfg.AppHost}
+	links := conversation.Links{PublicURL: p.cfg.PublicURL.String(), GitHubWebURL: p.cfg.GitHubWebURL, Apps: p.appURLs()}
 	notifier, err := conversation.NewNotifier(links)
 	if err != nil {
 		return err

@@ -1,6 +1,8 @@
 package server
 
 import (
+	"github.com/keystone-app/keystone/internal/appurl"
+	"github.com/keystone-app/keystone/internal/config"
 	"github.com/keystone-app/keystone/internal/users"
 	"github.com/keystone-app/keystone/internal/web"
 )
@@ -17,7 +19,7 @@ func (p *parts) addWeb() error {
 	h, err := web.New(web.Options{
 		Store: p.store, Accounts: accounts, Secrets: p.secrets, Logger: p.logger,
 		PublicURL: p.cfg.PublicURL, GitHubWebURL: p.cfg.GitHubWebURL, GitHubAPIURL: p.cfg.GitHubAPIURL,
-		AppHost: p.cfg.AppHost, OAuthClientID: p.cfg.OAuthClientID, OAuthClientSecret: p.cfg.OAuthClientSecret,
+		Apps: p.appURLs(), OAuthClientID: p.cfg.OAuthClientID, OAuthClientSecret: p.cfg.OAuthClientSecret,
 		OAuth:     p.creds.OAuth,
 		Requester: p.requester, Containers: containers{p.engine},
 	})
@@ -27,4 +29,10 @@ func (p *parts) addWeb() error {
 	p.mounts = append(p.mounts, h.Mount)
 	p.loops = append(p.loops, loop{name: "status page", run: h.Run})
 	return nil
+}
+
+// appURLs says where apps are served, for every place that links to one.
+func (p *parts) appURLs() appurl.Config {
+	return appurl.Config{AppHost: p.cfg.AppHost, AppsDomain: p.cfg.Router.AppsDomain,
+		HTTPS: p.cfg.Router.AppsDomain != "" && p.cfg.Router.TLS == config.TLSACME}
 }

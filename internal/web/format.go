@@ -99,10 +99,10 @@ func (h *Handler) repoURL(owner, repo string) string {
 
 // appURL is where the app is served, or "" when nothing serves.
 func (h *Handler) appURL(a store.App) string {
-	if a.HostPort == 0 || a.CurrentDeploymentID == 0 {
+	if a.CurrentDeploymentID == 0 {
 		return ""
 	}
-	return "http://" + h.opts.AppHost + ":" + strconv.Itoa(a.HostPort) + "/"
+	return h.opts.Apps.URL(a)
 }
 
 // stateBadge names a deployment state for people and picks its colour.

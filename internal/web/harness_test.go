@@ -18,6 +18,7 @@ import (
 	"github.com/gin-gonic/gin"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/keystone-app/keystone/internal/appurl"
 	"github.com/keystone-app/keystone/internal/config"
 	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/server"
@@ -114,7 +115,7 @@ func startSite(t *testing.T, seed bool, opts ...func(*web.Options)) *site {
 		Store: st, Accounts: dir, Requester: s.requester, Secrets: s.secrets, Logger: logger,
 		Containers: webtest.Containers{Container: web.ContainerState{State: "running", Image: "keystone/acme-shop-web:abc",
 			StartedAt: time.Now().Add(-time.Hour), Output: []string{"listening on :8080", "\x1b[31mGET /healthz 200\x1b[0m"}}},
-		GitHubWebURL: "https://github.example", AppHost: "apps.example", PollInterval: 20 * time.Millisecond,
+		GitHubWebURL: "https://github.example", Apps: appurl.Config{AppHost: "apps.example"}, PollInterval: 20 * time.Millisecond,
 	}
 	o.PublicURL, _ = url.Parse("http://" + s.srv.Listener.Addr().String())
 	for _, f := range opts {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/keystone-app/keystone/internal/appurl"
 	"github.com/keystone-app/keystone/internal/store"
 )
 
@@ -51,8 +52,9 @@ type Options struct {
 	// OAuth sign-in happens; GitHubAPIURL (trailing slash) answers GET /user.
 	GitHubWebURL string
 	GitHubAPIURL string
-	// AppHost is the host of app URLs (KEYSTONE_APP_HOST).
-	AppHost string
+	// Apps says where apps are served (KEYSTONE_APP_HOST, default the
+	// public URL's host; the apps domain).
+	Apps appurl.Config
 	// OAuthClientID and OAuthClientSecret enable "Sign in with GitHub".
 	OAuthClientID     string
 	OAuthClientSecret string
@@ -115,8 +117,8 @@ func New(opts Options) (*Handler, error) {
 	if !strings.HasSuffix(opts.GitHubAPIURL, "/") {
 		opts.GitHubAPIURL += "/"
 	}
-	if opts.AppHost == "" {
-		opts.AppHost = opts.PublicURL.Hostname()
+	if opts.Apps.AppHost == "" {
+		opts.Apps.AppHost = opts.PublicURL.Hostname()
 	}
 	static, err := loadStatic()
 	if err != nil {
