@@ -206,10 +206,18 @@ func TestPreviewPerPullRequest(t *testing.T) {
 		t.Errorf("production stopped serving v1 when the preview closed")
 	}
 	w.Reply(t, forkCommand("alice"), "✅", 3*time.Minute)
-	if port := w.App(t, "web-pr-9").HostPort; !deploytest.Serves(port, "fork") {
-		t.Errorf("the fork's preview on %d does not serve its head", port)
+	forkPort := w.App(t, "web-pr-9").HostPort
+	if !deploytest.Serves(forkPort, "fork") {
+		t.Errorf("the fork's preview on %d does not serve its head", forkPort)
 	}
 	w.hooks.deliver("pull_request", w.pullRequestEvent("closed", 9, "main", fork, repoID+1000))
+	// The cap counts open previews: the next one may only open once this
+	// one's close has gone through.
+	forkLabel := "io.keystone.app=" + e2eRepo + "/web-pr-9"
+	await(t, 30*time.Second, "the fork's preview removed", func() bool {
+		_, _, err := deploytest.Get(forkPort, "/")
+		return len(w.Containers(t, forkLabel)) == 0 && err != nil
+	})
 
 	// A pull request closed while Keystone missed the event: the periodic
 	// pass asks GitHub and removes its preview.
