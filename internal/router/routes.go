@@ -64,14 +64,20 @@ var (
 
 var servicePattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
 
-// NormalizeHost lower-cases host, drops a port and a final dot, and reports
+// NormalizeHost lower-cases host, drops a port (digits) and a final dot, and reports
 // whether what is left can be a DNS host name (at most 253 characters of
 // letters, digits, '-' and '.'); IP literals pass too.
 func NormalizeHost(host string) (string, bool) {
 	if len(host) > 300 {
 		return "", false
 	}
-	if h, _, err := net.SplitHostPort(host); err == nil {
+	if h, port, err := net.SplitHostPort(host); err == nil {
+		// SplitHostPort does not look at the port: a Host such as
+		// "web.example.com:\n" would be routed, then refused by the
+		// transport as an invalid header (502). A port is digits or nothing.
+		if len(port) > 5 || strings.Trim(port, "0123456789") != "" {
+			return "", false
+		}
 		host = h
 	}
 	host = strings.TrimSuffix(strings.ToLower(host), ".")
