@@ -110,7 +110,13 @@ func TestProxyProcessSwitchUnderLoad(t *testing.T) {
 		routertest.Eventually(t, 5*time.Second, "slow requests in flight", func() bool { return on.SlowInFlight() == 3 })
 	}
 
-	time.Sleep(300 * time.Millisecond) // let the load run before the first switch
+	// The load runs before the first switch and after the rollback: await
+	// that many more answers (about 300 ms of it) rather than a fixed sleep.
+	loadFor := func(answers int64, what string) {
+		want := sent.Load() + answers
+		routertest.Eventually(t, 30*time.Second, what, func() bool { return sent.Load() >= want })
+	}
+	loadFor(60, "load before the first switch")
 	slow(v1)
 	up, err := p.admin.Switch(ctx, "web", routerapi.SwitchBody{Target: v2.Addr(), HealthPath: "/up"})
 	if err != nil {
@@ -124,7 +130,7 @@ func TestProxyProcessSwitchUnderLoad(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(300 * time.Millisecond) // load after the rollback
+	loadFor(60, "load after the rollback")
 	close(stop)
 	load.Wait()
 
