@@ -108,14 +108,7 @@ func (e *Engine) buildImage(ctx context.Context, r *run) (string, error) {
 	if err := tar.Close(); err != nil {
 		return "", fmt.Errorf("stream the build context: %w", err)
 	}
-	if id == "" {
-		info, err := e.docker.ImageInspect(ctx, tag)
-		if err != nil {
-			return "", fmt.Errorf("find the built image %s: %w", tag, err)
-		}
-		id = info.ID
-	}
-	return id, nil
+	return e.builtImageID(ctx, id, tag)
 }
 
 // useBuildKit reports whether the engine builds with BuildKit: a Linux
@@ -254,14 +247,7 @@ func (e *Engine) buildLegacy(ctx context.Context, r *run) (string, error) {
 	if err := tar.Close(); err != nil {
 		return "", fmt.Errorf("stream the build context: %w", err)
 	}
-	if id == "" {
-		info, err := e.docker.ImageInspect(ctx, tag)
-		if err != nil {
-			return "", fmt.Errorf("find the built image %s: %w", tag, err)
-		}
-		id = info.ID
-	}
-	return id, nil
+	return e.builtImageID(ctx, id, tag)
 }
 
 // builtImage returns the image an earlier attempt built for this
@@ -358,4 +344,17 @@ func (e *Engine) buildError(buildCtx context.Context, err error) error {
 func firstLine(s string) string {
 	line, _, _ := strings.Cut(strings.TrimSpace(s), "\n")
 	return line
+}
+
+// builtImageID is the id a build reported, or else the id of the image it
+// tagged (both builders report it in their output, but not always).
+func (e *Engine) builtImageID(ctx context.Context, id, tag string) (string, error) {
+	if id != "" {
+		return id, nil
+	}
+	info, err := e.docker.ImageInspect(ctx, tag)
+	if err != nil {
+		return "", fmt.Errorf("find the built image %s: %w", tag, err)
+	}
+	return info.ID, nil
 }
