@@ -32,9 +32,16 @@ func (w *deployWorker) NextRetry(job *river.Job[queue.DeployArgs]) time.Time {
 	return time.Now().Add(time.Duration(job.Attempt) * 3 * time.Second)
 }
 
-// Work runs the deployment.
+// Work runs the deployment. Before the job lets go of the app's lock, an
+// app removed while it ran (a preview whose pull request closed) is torn
+// down: the removal's own teardown could not take the lock meanwhile.
 func (w *deployWorker) Work(ctx context.Context, job *river.Job[queue.DeployArgs]) error {
-	return w.e.work(ctx, job.ID, job.Attempt, job.MaxAttempts, job.Args.DeploymentID)
+	err := w.e.work(ctx, job.ID, job.Attempt, job.MaxAttempts, job.Args.DeploymentID)
+	if terr := w.e.teardownIfRemoved(ctx, job.Args.AppID); terr != nil {
+		w.e.logger.WarnContext(ctx, "tear down an app removed while it deployed", slog.Int64("job_id", job.ID),
+			slog.Int64("app_id", job.Args.AppID), slog.String("error", terr.Error()))
+	}
+	return err
 }
 
 // run is one attempt at one deployment.

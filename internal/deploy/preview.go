@@ -290,19 +290,44 @@ func (e *Engine) teardown(ctx context.Context, removed []store.App) error {
 	}
 	var errs []error
 	for _, p := range removed {
-		errs = append(errs, e.withAppLock(ctx, p.ID, func(ctx context.Context) error {
-			app, err := e.store.App(ctx, p.ID)
-			if err != nil {
-				return err
-			}
-			e.logger.InfoContext(ctx, "preview removed", slog.String("app", app.Key()))
-			if err := e.dropRoute(ctx, app); err != nil {
-				return err
-			}
-			return e.reconcileApp(ctx, instance, app, e.logger.With(slog.String("app", app.Key())))
+		errs = append(errs, e.waitAppLock(ctx, p.ID, teardownLockWait, func(ctx context.Context) error {
+			return e.tearDown(ctx, instance, p.ID)
 		}))
 	}
 	return errors.Join(errs...)
+}
+
+// teardownLockWait is how long a removal waits for a job of the app to let
+// go of it. A deploy that runs longer tears the app down itself at its end
+// (teardownIfRemoved), and reconciliation is the last resort.
+const teardownLockWait = 20 * time.Second
+
+// teardownIfRemoved tears app down if it was removed; the caller holds the
+// app's lock.
+func (e *Engine) teardownIfRemoved(ctx context.Context, appID int64) error {
+	app, err := e.store.App(ctx, appID)
+	if err != nil || app.RemovedAt == nil {
+		return err
+	}
+	instance, err := e.instance(ctx)
+	if err != nil {
+		return err
+	}
+	return e.tearDown(ctx, instance, appID)
+}
+
+// tearDown removes a removed app's route, containers and images; the caller
+// holds the app's lock.
+func (e *Engine) tearDown(ctx context.Context, instance string, appID int64) error {
+	app, err := e.store.App(ctx, appID)
+	if err != nil {
+		return err
+	}
+	e.logger.InfoContext(ctx, "preview removed", slog.String("app", app.Key()))
+	if err := e.dropRoute(ctx, app); err != nil {
+		return err
+	}
+	return e.reconcileApp(ctx, instance, app, e.logger.With(slog.String("app", app.Key())))
 }
 
 // preview records, for `/keystone preview`, the deployment of req.SHA as

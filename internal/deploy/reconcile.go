@@ -149,6 +149,34 @@ func (e *Engine) withAppLock(ctx context.Context, appID int64, fn func(ctx conte
 	return fn(held)
 }
 
+// waitAppLock runs fn holding the app's lock, waiting up to wait for a job
+// of the app to let go of it; after that it skips the app, as withAppLock.
+func (e *Engine) waitAppLock(ctx context.Context, appID int64, wait time.Duration, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tick := time.NewTicker(250 * time.Millisecond)
+	defer tick.Stop()
+	for first := true; ; first = false {
+		held, release, ok, err := e.store.TryLockApp(ctx, appID)
+		if err != nil && ctx.Err() == nil {
+			return err
+		}
+		if ok {
+			defer release()
+			return fn(held)
+		}
+		if first {
+			e.logger.InfoContext(ctx, "app busy: waiting for its job to let go of it", slog.Int64("app_id", appID))
+		}
+		select {
+		case <-ctx.Done():
+			e.logger.InfoContext(ctx, "app busy: leaving it to its job's end and to reconciliation", slog.Int64("app_id", appID))
+			return nil
+		case <-tick.C:
+		}
+	}
+}
+
 // reconcileApp brings one app's recorded containers in line with the
 // database. The caller holds the app's lock.
 func (e *Engine) reconcileApp(ctx context.Context, instance string, app store.App, logger *slog.Logger) error {

@@ -93,12 +93,19 @@ func New(t testing.TB, repo string) *Env {
 }
 
 // FreePortRange returns n consecutive ports, none listening now, from a
-// random place above 20000, so that tests running at once rarely meet.
+// random place below the kernel's ephemeral range, so that tests running at
+// once rarely meet and no connection's own local port (which the kernel
+// takes from the ephemeral range) can hold one of them when Docker binds it.
 func FreePortRange(t testing.TB, n int) config.PortRange {
 	t.Helper()
+	const low = 10000
+	high := ephemeralStart() // exclusive
+	if high-low < 10*n {
+		t.Fatalf("deploytest: no room for %d ports between %d and the ephemeral range at %d", n, low, high)
+	}
 	for range 50 {
-		r, _ := rand.Int(rand.Reader, big.NewInt(int64((60000-20000)/n)))
-		first := 20000 + int(r.Int64())*n
+		r, _ := rand.Int(rand.Reader, big.NewInt(int64((high-low)/n)))
+		first := low + int(r.Int64())*n
 		free := true
 		for p := first; p < first+n && free; p++ {
 			l, err := net.Listen("tcp", ":"+strconv.Itoa(p))
@@ -114,6 +121,24 @@ func FreePortRange(t testing.TB, n int) config.PortRange {
 	}
 	t.Fatal("deploytest: no free port range")
 	return config.PortRange{}
+}
+
+// ephemeralStart is the first port of the kernel's ephemeral range (Linux's
+// default when it cannot be read).
+func ephemeralStart() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 2 {
+		return 32768
+	}
+	first, err := strconv.Atoi(f[0])
+	if err != nil {
+		return 32768
+	}
+	return first
 }
 
 // Filter selects this instance's containers or images, with more labels
