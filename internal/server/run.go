@@ -23,6 +23,7 @@ import (
 	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/setup"
 	"github.com/keystone-app/keystone/internal/store"
+	"github.com/keystone-app/keystone/internal/web"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
 
@@ -71,6 +72,9 @@ type parts struct {
 	// people (comment commands, the status page). Set by addDeploy.
 	engine    *deploy.Engine
 	requester *deploy.Requester
+	// certs is the router's certificate state when it serves apps over
+	// HTTPS; nil otherwise. Set by addDeploy.
+	certs web.Certificates
 }
 
 // loop is a background task that runs while Keystone serves and returns when
