@@ -188,7 +188,7 @@ func (h *harness) deployOf(t *testing.T, app, sha string) store.Deployment {
 // the previous container, pruning images) has ended.
 func (h *harness) cleanedUp(t *testing.T, id int64) {
 	t.Helper()
-	deploytest.Eventually(t, 30*time.Second, "the cleanup of a deployment", func() (bool, error) {
+	deploytest.Eventually(t, 2*time.Minute, "the cleanup of a deployment", func() (bool, error) {
 		steps, err := h.Store.StepsOf(context.Background(), id)
 		for _, s := range steps {
 			if s.Name == "cleanup" && s.FinishedAt != nil {
