@@ -143,7 +143,11 @@ type Deps struct {
 	Switcher Switcher
 	// Routes is the router's admin API; nil: no router, apps answer on
 	// their host ports only.
-	Routes     RouteTable
+	Routes RouteTable
+	// RouterPresent tells whether the router runs now (its admin socket
+	// exists), asked before each deployment and reconciliation so that a
+	// router started after Keystone is taken up; nil: whenever Routes is set.
+	RouterPresent func() bool
 	Logger     *slog.Logger
 	Registerer prometheus.Registerer
 	// Jobs lists River's jobs, for reconciliation to find deployments no
@@ -162,6 +166,7 @@ type Engine struct {
 	notifier Notifier
 	switcher Switcher
 	routes   RouteTable
+	present  func() bool
 	sources  *Sources
 	jobs     JobLister
 	health   healthChecker
@@ -192,7 +197,7 @@ func New(deps Deps, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: deps.Store, docker: deps.Docker, tokens: deps.Tokens, secrets: deps.Secrets,
-		notifier: deps.Notifier, switcher: deps.Switcher, routes: deps.Routes, sources: NewSources(cfg.DataDir), jobs: deps.Jobs,
+		notifier: deps.Notifier, switcher: deps.Switcher, routes: deps.Routes, present: deps.RouterPresent, sources: NewSources(cfg.DataDir), jobs: deps.Jobs,
 		health:  healthChecker{docker: deps.Docker, host: cfg.ProbeHost, interval: cfg.HealthInterval, noPath: cfg.NoPathWait},
 		logger:  deps.Logger,
 		metrics: m,

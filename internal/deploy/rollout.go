@@ -47,7 +47,7 @@ func (e *Engine) switchTo(ctx context.Context, r *run, next string, hostPort int
 		sw.Prev = prev.ID
 	}
 	var res SwitchResult
-	if e.routed() {
+	if hostPort == 0 { // created for the router (pipeline)
 		res, err = e.routerSwitch(ctx, r, sw)
 	} else {
 		res, err = e.switcher.Switch(ctx, sw)

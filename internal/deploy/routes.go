@@ -48,7 +48,8 @@ func (e *Engine) RouterReady(ctx context.Context) error {
 // routed reports whether the engine puts apps' routes in the router: in
 // domain mode by host name, in IP mode by the app's host port, which the
 // router then owns (SPEC §13); containers publish on loopback ports only.
-func (e *Engine) routed() bool { return e.routes != nil }
+// A deployment decides once, when it creates its container (see pipeline).
+func (e *Engine) routed() bool { return e.routes != nil && (e.present == nil || e.present()) }
 
 // routeBody is app's route to target: its host name in domain mode, its
 // host port in IP mode.

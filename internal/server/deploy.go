@@ -36,17 +36,18 @@ func (p *parts) addDeploy() error {
 	if p.notifier != nil {
 		deps.Notifier = p.notifier // statuses and comments of every deployment change
 	}
-	routed := routerPresent(p.cfg.Router.AdminSocket)
-	if routed {
-		client := routerapi.NewClient(p.cfg.Router.AdminSocket)
-		deps.Routes = client
-		if p.cfg.Router.AppsDomain != "" && p.cfg.Router.TLS == config.TLSACME {
-			c := certificates{router: client}
-			if err := p.registry.Register(c); err != nil {
-				return fmt.Errorf("register certificate metrics: %w", err)
-			}
-			p.certs = c
+	// The router may start before or after Keystone (SPEC §13): whether it
+	// runs is asked before each deployment and reconciliation.
+	socket := p.cfg.Router.AdminSocket
+	client := routerapi.NewClient(socket)
+	deps.Routes = client
+	deps.RouterPresent = func() bool { return routerPresent(socket) }
+	if p.cfg.Router.AppsDomain != "" && p.cfg.Router.TLS == config.TLSACME {
+		c := certificates{router: client}
+		if err := p.registry.Register(c); err != nil {
+			return fmt.Errorf("register certificate metrics: %w", err)
 		}
+		p.certs = c
 	}
 	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
 		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs, MaxPreviews: maxPreviews(p.cfg.MaxPreviews),
@@ -60,11 +61,15 @@ func (p *parts) addDeploy() error {
 	p.engine = engine
 	p.requester = engine.Requester(lateJobs{p})
 	p.ready = append(p.ready, Check{Name: "docker", Check: engine.Ping})
-	if routed {
-		p.ready = append(p.ready, Check{Name: "router", Check: engine.RouterReady})
-	} else {
-		p.logger.Info("router not in use: its admin socket does not exist; apps are served on their host ports",
-			slog.String("proxy_admin", p.cfg.Router.AdminSocket))
+	p.ready = append(p.ready, Check{Name: "router", Check: func(ctx context.Context) error {
+		if !routerPresent(socket) {
+			return nil // not running (yet): apps are served on their host ports
+		}
+		return engine.RouterReady(ctx)
+	}})
+	if !routerPresent(socket) {
+		p.logger.Info("router not running: its admin socket does not exist; apps are served on their host ports until it appears",
+			slog.String("proxy_admin", socket))
 	}
 	p.loops = append(p.loops, loop{name: "reconcile", run: engine.RunReconciler})
 	if p.github != nil {

@@ -339,16 +339,37 @@ func previewSurvivesSIGKILL(t *testing.T, domain bool) {
 // with TLS off, and points the world's Keystone at its admin socket.
 func startProxy(t *testing.T, w *world, domain string) (client *routerapi.Client, httpAddr string) {
 	t.Helper()
+	sock := w.proxySocket(t)
+	client, httpAddr = runProxy(t, sock, domain, w.env["KEYSTONE_PUBLIC_URL"])
+	w.env["KEYSTONE_APPS_DOMAIN"] = domain
+	return client, httpAddr
+}
+
+// proxySocket chooses the router's admin socket and points the world's
+// Keystone at it; nothing listens there until runProxy.
+func (w *world) proxySocket(t *testing.T) string {
+	t.Helper()
 	dir, err := os.MkdirTemp("", "ksp") // short: socket paths are limited
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := "unix://" + filepath.Join(dir, "a.sock")
+	sock := filepath.Join(dir, "a.sock")
+	w.env["KEYSTONE_PROXY_ADMIN"] = "unix://" + sock
+	return sock
+}
+
+// runProxy runs the real `keystone proxy` with its admin API on sock, in
+// domain mode under domain ("" for IP mode), with TLS off.
+func runProxy(t *testing.T, sock, domain, publicURL string) (client *routerapi.Client, httpAddr string) {
+	t.Helper()
 	httpAddr = fmt.Sprintf("127.0.0.1:%d", routertest.FreePort(t))
-	env := map[string]string{"KEYSTONE_DATA_DIR": filepath.Join(dir, "data"), "KEYSTONE_APPS_DOMAIN": domain,
+	env := map[string]string{"KEYSTONE_DATA_DIR": filepath.Join(filepath.Dir(sock), "data"),
 		"KEYSTONE_TLS": "off", "KEYSTONE_PROXY_HTTP_ADDR": httpAddr,
-		"KEYSTONE_PROXY_ADMIN": sock, "KEYSTONE_PUBLIC_URL": w.env["KEYSTONE_PUBLIC_URL"]}
+		"KEYSTONE_PROXY_ADMIN": "unix://" + sock, "KEYSTONE_PUBLIC_URL": publicURL}
+	if domain != "" {
+		env["KEYSTONE_APPS_DOMAIN"] = domain
+	}
 	cmd := exec.Command(keystonetest.Binary(t), "proxy")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
 	for k, v := range env {
@@ -358,14 +379,12 @@ func startProxy(t *testing.T, w *world, domain string) (client *routerapi.Client
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	c := routerapi.NewClient(strings.TrimPrefix(sock, "unix://"))
+	c := routerapi.NewClient(sock)
 	await(t, 20*time.Second, "keystone proxy answers on its admin socket", func() bool {
 		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 		defer cancel()
 		return c.Health(ctx) == nil
 	})
-	w.env["KEYSTONE_APPS_DOMAIN"] = domain
-	w.env["KEYSTONE_PROXY_ADMIN"] = sock
 	return c, httpAddr
 }
 
