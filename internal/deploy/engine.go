@@ -148,8 +148,8 @@ type Deps struct {
 	// exists), asked before each deployment and reconciliation so that a
 	// router started after Keystone is taken up; nil: whenever Routes is set.
 	RouterPresent func() bool
-	Logger     *slog.Logger
-	Registerer prometheus.Registerer
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
 	// Jobs lists River's jobs, for reconciliation to find deployments no
 	// job will finish; required to reconcile.
 	Jobs JobLister
