@@ -7,7 +7,8 @@
 // secrets and audit, 00300–00399 status page and users, 00400–00499 GitHub
 // conversation (outbox, comments), 00500–00599 build ownership, 00600–00699
 // hardening, 00700–00799 router, 00800–00899 first-run setup, 00900–00949
-// GitHub Deployments and previews.
+// GitHub Deployments and previews, 01000–01049 app host names, 01050–01099
+// kept containers (keep_previous), 01100–01149 fault suite.
 package migrations
 
 import "embed"

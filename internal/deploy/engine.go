@@ -153,6 +153,9 @@ type Deps struct {
 	// Jobs lists River's jobs, for reconciliation to find deployments no
 	// job will finish; required to reconcile.
 	Jobs JobLister
+	// Now tells the time that keep_previous windows are measured by; nil:
+	// time.Now.
+	Now func() time.Time
 }
 
 // Engine runs deployments (SPEC §5, §6): the push and deploy job workers,
@@ -169,6 +172,7 @@ type Engine struct {
 	present  func() bool
 	sources  *Sources
 	jobs     JobLister
+	now      func() time.Time
 	health   healthChecker
 	logger   *slog.Logger
 	metrics  *metrics
@@ -197,10 +201,13 @@ func New(deps Deps, cfg Config) (*Engine, error) {
 	}
 	e := &Engine{
 		cfg: cfg, store: deps.Store, docker: deps.Docker, tokens: deps.Tokens, secrets: deps.Secrets,
-		notifier: deps.Notifier, switcher: deps.Switcher, routes: deps.Routes, present: deps.RouterPresent, sources: NewSources(cfg.DataDir), jobs: deps.Jobs,
+		notifier: deps.Notifier, switcher: deps.Switcher, routes: deps.Routes, present: deps.RouterPresent, sources: NewSources(cfg.DataDir), jobs: deps.Jobs, now: deps.Now,
 		health:  healthChecker{docker: deps.Docker, host: cfg.ProbeHost, interval: cfg.HealthInterval, noPath: cfg.NoPathWait},
 		logger:  deps.Logger,
 		metrics: m,
+	}
+	if e.now == nil {
+		e.now = time.Now
 	}
 	if e.switcher == nil {
 		e.switcher = StopStart{Docker: deps.Docker, StopTimeout: cfg.StopTimeout}

@@ -63,6 +63,8 @@ type options struct {
 	// notifier hears of deployments; nil: nobody.
 	notifier deploy.Notifier
 	routes   deploy.RouteTable
+	// now is the engine's clock; nil: time.Now.
+	now func() time.Time
 }
 
 func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
@@ -107,7 +109,7 @@ func (h *harness) start(t *testing.T, o options) {
 	}
 	var err error
 	h.engine, err = deploy.New(deploy.Deps{Store: h.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
-		Notifier: o.notifier, Routes: o.routes, Logger: logger, Jobs: lateJobList{h}}, o.cfg)
+		Notifier: o.notifier, Routes: o.routes, Logger: logger, Jobs: lateJobList{h}, Now: o.now}, o.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,8 @@ func (e *Engine) RunReconciler(ctx context.Context) error {
 //   - a deployment no job will finish (its job is gone or out of attempts)
 //     ends errored;
 //   - a recorded container that is not the app's current deployment is
-//     removed;
+//     removed, unless it is kept for a rollback (keep_previous) and its
+//     time has not passed;
 //   - the current deployment's container is started if stopped, and created
 //     again from its recorded image if it disappeared;
 //   - a removed app's recorded containers and images are removed.
@@ -106,7 +107,7 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 					slog.String("app", app.Key()), slog.String("container", shortID(c.ID)), slog.String("image", c.Image))
 			}
 		}
-		if !needsReconcile(app, ownedOf[app.ID], state, imagesOf[app.Key()]) {
+		if !needsReconcile(app, ownedOf[app.ID], state, imagesOf[app.Key()], e.now()) {
 			continue
 		}
 		errs = append(errs, e.withAppLock(ctx, app.ID, func(ctx context.Context) error {
@@ -122,14 +123,19 @@ func (e *Engine) Reconcile(ctx context.Context) error {
 
 // needsReconcile reports whether what the engine has of app's recorded
 // containers differs from what the database says, as far as one listing
-// can tell (a recorded container missing from the listing is gone).
-func needsReconcile(app store.App, owned []store.OwnedContainer, state map[string]string, images int) bool {
+// can tell (a recorded container missing from the listing is gone). A
+// container kept for a rollback (keep_previous) is as it should be until
+// its time passes at now.
+func needsReconcile(app store.App, owned []store.OwnedContainer, state map[string]string, images int, now time.Time) bool {
 	if app.RemovedAt != nil {
 		return len(owned) > 0 || images > 0
 	}
 	running, current := false, 0
 	for _, c := range owned {
 		if c.DeploymentID != app.CurrentDeploymentID {
+			if c.KeptAt(now) {
+				continue
+			}
 			return true
 		}
 		current++
@@ -190,10 +196,14 @@ func (e *Engine) reconcileApp(ctx context.Context, instance string, app store.Ap
 	}
 	var errs []error
 	var current []ownedState
+	now := e.now()
 	for _, c := range list {
 		if app.RemovedAt == nil && app.CurrentDeploymentID != 0 && c.DeploymentID == app.CurrentDeploymentID {
 			current = append(current, c)
 			continue
+		}
+		if app.RemovedAt == nil && c.KeptAt(now) {
+			continue // kept for a rollback (keep_previous) until c.KeepUntil
 		}
 		logger.InfoContext(ctx, "removing a container that does not serve", slog.String("container", shortID(c.ID)),
 			slog.Int64("deployment_id", c.DeploymentID), slog.String("state", c.State))

@@ -145,8 +145,16 @@ func buildForeign(t *testing.T, h *harness, labels map[string]string) string {
 	}
 	_ = tw.Close()
 	tag := fmt.Sprintf("keystone-test-foreign:%d", time.Now().UnixNano())
+	// A label of its own makes the image's id this test's: the same
+	// content built by a test running beside it (or by another checkout on
+	// the same engine) would otherwise share the id through the build
+	// cache, and that test's cleanup would remove this one's image.
+	all := map[string]string{"keystone-test-nonce": tag}
+	for k, v := range labels {
+		all[k] = v
+	}
 	resp, err := h.Docker.ImageBuild(context.Background(), &ctxTar, build.ImageBuildOptions{
-		Tags: []string{tag}, Labels: labels, Remove: true, ForceRemove: true, Version: build.BuilderV1})
+		Tags: []string{tag}, Labels: all, Remove: true, ForceRemove: true, Version: build.BuilderV1})
 	if err != nil {
 		t.Fatal(err)
 	}

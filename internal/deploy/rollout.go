@@ -89,7 +89,7 @@ func (e *Engine) switchTo(ctx context.Context, r *run, next string, hostPort int
 	if err := e.finish(ctx, r, store.StateSucceeded, descDeployed(time.Since(started), h)); err != nil {
 		return err
 	}
-	e.cleanup(ctx, r, prev.ID, hasPrev)
+	e.cleanup(ctx, r, prev.ID, hasPrev, res.Routed)
 	return nil
 }
 
@@ -115,19 +115,18 @@ func (e *Engine) keepOutput(ctx context.Context, r *run, id string) {
 	r.log.Tail(ctx, "Output of the new container (last 200 lines at most):", lines)
 }
 
-// cleanup removes the container that served before and prunes old images.
-// The deployment has succeeded already: problems here are logged only.
-func (e *Engine) cleanup(ctx context.Context, r *run, prev string, hasPrev bool) {
+// cleanup removes the container that served before, or keeps it for
+// keep_previous when traffic moved through the router (routed), and prunes
+// old images. The deployment has succeeded already: problems here are
+// logged only.
+func (e *Engine) cleanup(ctx context.Context, r *run, prev string, hasPrev, routed bool) {
 	pos, err := e.store.StartStep(ctx, r.d.ID, "cleanup")
 	if err != nil {
 		r.logger.WarnContext(ctx, "record cleanup", slog.String("error", err.Error()))
 	}
 	var problem string
 	if hasPrev {
-		if err := e.removeContainer(ctx, r.instance, prev); err != nil {
-			problem = err.Error()
-			r.logger.WarnContext(ctx, "remove the previous container", slog.String("error", err.Error()))
-		}
+		problem = e.keepOrRemovePrevious(ctx, r, prev, routed)
 	}
 	if err := e.pruneImages(ctx, r.instance, r.app); err != nil {
 		problem = err.Error()

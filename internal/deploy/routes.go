@@ -191,17 +191,9 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 	if err := e.freeHostPort(ctx, r, sw.Prev); err != nil {
 		return res, err
 	}
-	service := RouteService(r.app)
-	target := net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port))
-	out, err := e.routes.Switch(ctx, service, routerapi.SwitchBody{Target: target})
-	var apiErr *routerapi.APIError
-	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
-		// A first deploy, or a router that lost the route: nothing to drain.
-		out = router.SwitchResult{}
-		_, err = e.routes.Put(ctx, service, e.routeBody(r.app, target))
-	}
+	out, err := e.moveRoute(ctx, r, net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)))
 	if err != nil {
-		return res, fmt.Errorf("switch the route of %s: %w", r.app.Key(), err)
+		return res, err
 	}
 	// Requests still in flight when the drain timed out are cut when the
 	// old container stops: they count as failed.

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // OwnedContainer is a container Keystone created, recorded by the id the
@@ -12,6 +13,14 @@ type OwnedContainer struct {
 	ID           string
 	AppID        int64
 	DeploymentID int64
+	// KeepUntil is set on a replaced container kept running, unrouted, for
+	// an instant rollback (keep_previous); nil otherwise.
+	KeepUntil *time.Time
+}
+
+// KeptAt reports whether the container is kept for a rollback at now.
+func (c OwnedContainer) KeptAt(now time.Time) bool {
+	return c.KeepUntil != nil && now.Before(*c.KeepUntil)
 }
 
 // AddOwnedContainer records that Keystone created container id for
@@ -51,7 +60,7 @@ func (q *Queries) OwnedContainersOfDeployment(ctx context.Context, deploymentID 
 }
 
 func (q *Queries) ownedContainers(ctx context.Context, where string, args ...any) ([]OwnedContainer, error) {
-	rows, err := q.db.Query(ctx, `SELECT id, app_id, deployment_id FROM owned_containers `+where+
+	rows, err := q.db.Query(ctx, `SELECT id, app_id, deployment_id, keep_until FROM owned_containers `+where+
 		` ORDER BY created_at, id`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list owned containers: %w", err)
@@ -60,7 +69,7 @@ func (q *Queries) ownedContainers(ctx context.Context, where string, args ...any
 	var out []OwnedContainer
 	for rows.Next() {
 		var c OwnedContainer
-		if err := rows.Scan(&c.ID, &c.AppID, &c.DeploymentID); err != nil {
+		if err := rows.Scan(&c.ID, &c.AppID, &c.DeploymentID, &c.KeepUntil); err != nil {
 			return nil, fmt.Errorf("list owned containers: %w", err)
 		}
 		out = append(out, c)
@@ -94,4 +103,32 @@ func (q *Queries) IsOwnedContainer(ctx context.Context, id string) (bool, error)
 		return false, fmt.Errorf("look up container %.12s: %w", id, err)
 	}
 	return ok, nil
+}
+
+// KeepOwnedContainer marks the recorded container id as kept for a
+// rollback until until (keep_previous).
+func (q *Queries) KeepOwnedContainer(ctx context.Context, id string, until time.Time) error {
+	tag, err := q.db.Exec(ctx, `UPDATE owned_containers SET keep_until = $2 WHERE id = $1`, id, until)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("keep container %.12s: %w", id, err)
+	}
+	return nil
+}
+
+// AdoptKeptContainer moves the recorded container id, kept for a rollback,
+// to deploymentID, a deployment of the same app that now runs it; it is no
+// longer kept. ErrNotFound when id is not recorded for that app.
+func (q *Queries) AdoptKeptContainer(ctx context.Context, id string, deploymentID int64) error {
+	tag, err := q.db.Exec(ctx, `UPDATE owned_containers SET deployment_id = $2, keep_until = NULL
+		WHERE id = $1 AND app_id = (SELECT app_id FROM deployments WHERE id = $2)`, id, deploymentID)
+	if err == nil && tag.RowsAffected() == 0 {
+		err = ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("move container %.12s to deployment %d: %w", id, deploymentID, err)
+	}
+	return nil
 }

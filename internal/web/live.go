@@ -23,7 +23,9 @@ import (
 const (
 	eventBatch     = 500
 	heartbeatEvery = 15 * time.Second
-	plainLogBatch  = 5000
+	// streamWriteWindow is how long one write of a live log may take.
+	streamWriteWindow = 4 * heartbeatEvery
+	plainLogBatch     = 5000
 )
 
 // Live-log streams are long requests that poll the database: each session
@@ -96,6 +98,20 @@ func (h *Handler) events(c *gin.Context) {
 	defer release()
 	after := resumePoint(c)
 	ctx := c.Request.Context()
+	// The server's ReadTimeout (and any WriteTimeout) bounds ordinary
+	// requests; a live log stays open. Reading is not timed (the stream
+	// slots bound how many are open); each write gets streamWriteWindow,
+	// so a browser that stops reading still lets go of the handler.
+	rc := http.NewResponseController(c.Writer)
+	if err := rc.SetReadDeadline(time.Time{}); err != nil {
+		h.log.Warn("live log: clear the read deadline", slog.String("error", err.Error()))
+	}
+	extend := func() {
+		if err := rc.SetWriteDeadline(time.Now().Add(streamWriteWindow)); err != nil {
+			h.log.Warn("live log: extend the write deadline", slog.String("error", err.Error()))
+		}
+	}
+	extend()
 	c.Header("Content-Type", "text/event-stream")
 	c.Header("X-Accel-Buffering", "no") // proxies must not hold events back
 	c.Status(http.StatusOK)
@@ -149,6 +165,7 @@ func (h *Handler) events(c *gin.Context) {
 			fmt.Fprint(w, ": keep-alive\n\n")
 			lastWrite = time.Now()
 		}
+		extend()
 		if err := w.Flush(); err != nil {
 			return
 		}

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -209,4 +210,34 @@ func TestLiveLogEndsWhenKeystoneStops(t *testing.T) {
 	stream.next(t, "line")
 	s.stopRun()
 	stream.closed(t)
+}
+
+// TestLiveLogOutlivesServerTimeouts: the server's ReadTimeout and
+// WriteTimeout (30 s read in production, short here) cut ordinary
+// requests, not a live log: a line written after both have passed still
+// reaches the open stream.
+func TestLiveLogOutlivesServerTimeouts(t *testing.T) {
+	s := newSite(t)
+	c := s.signedIn("vic")
+	const timeout = 300 * time.Millisecond
+	short := httptest.NewUnstartedServer(s.handler)
+	short.Config.ReadTimeout, short.Config.WriteTimeout = timeout, timeout
+	short.Start()
+	t.Cleanup(short.Close)
+	orig := s.srv
+	s.srv = short
+	stream := s.openEvents(c, s.live.ID, "?after=1", "")
+	s.srv = orig
+	if l := decodeLine(t, stream.next(t, "line")); l.Seq != 2 {
+		t.Fatalf("first line %+v, want line 2", l)
+	}
+	// Time itself is what this test is about: both deadlines pass while the
+	// stream waits for the next line.
+	time.Sleep(4 * timeout)
+	if err := storetest.AddLogLines(t.Context(), s.store.Pool(), s.live.ID, "after the timeouts"); err != nil {
+		t.Fatal(err)
+	}
+	if l := decodeLine(t, stream.next(t, "line")); l.Seq != 3 || l.text() != "after the timeouts" {
+		t.Fatalf("line after the server's timeouts: %+v", l)
+	}
 }

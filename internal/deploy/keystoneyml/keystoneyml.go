@@ -26,6 +26,7 @@ const (
 	DefaultHealthCheckTimeout = 30 * time.Second
 	DefaultMemory             = 512 << 20
 	DefaultCPUs               = 1.0
+	DefaultDrainTimeout       = 30 * time.Second
 )
 
 // Limits of the values Keystone accepts.
@@ -35,6 +36,9 @@ const (
 	MinMemory             = 6 << 20 // Docker refuses less
 	MaxMemory             = 1 << 40
 	MaxCPUs               = 256.0
+	MinDrainTimeout       = time.Second
+	MaxDrainTimeout       = 10 * time.Minute
+	MaxKeepPrevious       = 24 * time.Hour
 	maxEnvValue           = 32 << 10
 	maxPath               = 255
 )
@@ -64,6 +68,22 @@ type App struct {
 	// Preview: every same-repository pull request into Branch gets a
 	// preview (SPEC §14). Only the file on the app's branch decides it.
 	Preview bool `json:"preview,omitempty"`
+	// DrainTimeout bounds how long the replaced version's in-flight
+	// requests may take at a switch (SPEC §13); 0 means
+	// DefaultDrainTimeout (JSON: nanoseconds). See Drain.
+	DrainTimeout time.Duration `json:"drain_timeout,omitempty"`
+	// KeepPrevious is how long the replaced container stays running,
+	// unrouted, after a successful update in domain mode, so that a
+	// rollback to it is only a switch of routes; 0 is off.
+	KeepPrevious time.Duration `json:"keep_previous,omitempty"`
+}
+
+// Drain is the app's drain timeout with the default applied.
+func (a App) Drain() time.Duration {
+	if a.DrainTimeout <= 0 {
+		return DefaultDrainTimeout
+	}
+	return a.DrainTimeout
 }
 
 // FormatMemory writes a byte count the way .keystone.yml does: 4g, 512m.

@@ -238,7 +238,7 @@ func (p *parser) file(root *yaml.Node) *File {
 }
 
 var appKeys = []string{"name", "branch", "dockerfile", "context", "port", "health_check_path",
-	"health_check_timeout", "env", "memory", "cpus", "build_secrets", "preview"}
+	"health_check_timeout", "env", "memory", "cpus", "build_secrets", "preview", "drain_timeout", "keep_previous"}
 
 // app reads one entry of apps; ok is false when it has a problem.
 func (p *parser) app(item *yaml.Node) (App, bool) {
@@ -266,6 +266,7 @@ func (p *parser) app(item *yaml.Node) (App, bool) {
 	case !has["port"]:
 		p.late(lineOf(item), "app %q: port is required", a.Name)
 	}
+	p.keepWithinCap(a, entries)
 	if !has["branch"] {
 		if p.defaultBranch == "" {
 			p.late(lineOf(item), "app %q: branch is required", a.Name)
@@ -329,6 +330,8 @@ func (p *parser) appValue(a *App, e entry) {
 		a.BuildSecrets = p.buildSecrets(e)
 	case "preview":
 		a.Preview = p.boolean(e)
+	case "drain_timeout", "keep_previous":
+		p.switchValue(a, e)
 	}
 }
 
