@@ -51,7 +51,7 @@ func (e *Engine) RouterReady(ctx context.Context) error {
 func (e *Engine) routed() bool { return e.routes != nil && e.cfg.AppsDomain != "" }
 
 // SyncRoutes puts every live app's route in the router, from the database:
-// its default host name to the container serving it on its host port. It
+// its host names to the container serving it on its host port. It
 // runs at start-up and with every reconciliation, so a router that was down
 // or restarted catches up; the router keeps routes it already has as they
 // are when one cannot be put. An app whose deployment runs is skipped: that
@@ -124,10 +124,10 @@ func (e *Engine) putRoute(ctx context.Context, app store.App) error {
 		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
 	}
 	body := routerapi.RouteBody{
-		Hosts:  []string{DefaultHost(app, e.cfg.AppsDomain)},
+		Hosts:  e.routeHosts(app),
 		Target: net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)),
 	}
-	if _, err := e.routes.Put(ctx, RouteService(app), body); err != nil {
+	if err := e.putRouteBody(ctx, RouteService(app), body); err != nil {
 		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
 	}
 	return nil
@@ -171,6 +171,9 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 		res.Restored = sw.Prev != "" // it never stopped serving
 		return res, nil
 	}
+	if err := e.claimOrDrop(ctx, r, sw.Next); err != nil {
+		return res, err // the serving version keeps its route and names
+	}
 	service := RouteService(r.app)
 	target := net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port))
 	out, err := e.routes.Switch(ctx, service, routerapi.SwitchBody{Target: target})
@@ -178,7 +181,10 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
 		// A first deploy, or a router that lost the route: nothing to drain.
 		out = router.SwitchResult{}
-		_, err = e.routes.Put(ctx, service, routerapi.RouteBody{Hosts: []string{DefaultHost(r.app, e.cfg.AppsDomain)}, Target: target})
+		var hosts []string
+		if hosts, err = e.freshRouteHosts(ctx, r.app); err == nil {
+			err = e.putRouteBody(ctx, service, routerapi.RouteBody{Hosts: hosts, Target: target})
+		}
 	}
 	if err != nil {
 		return res, fmt.Errorf("switch the route of %s: %w", r.app.Key(), err)
