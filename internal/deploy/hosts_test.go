@@ -17,9 +17,10 @@ import (
 // TestDomainsCannotBeTaken is the attack of SPEC §13's domain mode: app B of
 // another installation's repository names, in its .keystone.yml, app A's
 // domain, app A's default name, Keystone's own host and a name outside
-// KEYSTONE_ALLOWED_DOMAINS. Each deploy fails with a failure naming the host
-// and why, claims nothing, and A is served on its names throughout. B's
-// default name clashes with A's and takes a suffix. Once A is removed, its
+// KEYSTONE_ALLOWED_DOMAINS. B's default name clashes with A's and takes a
+// suffix. Each of B's updates fails with a failure naming the host and why,
+// claims nothing, and A and B's previous version are served on their names
+// throughout. Once A is removed, its
 // names are free and B may claim them.
 func TestDomainsCannotBeTaken(t *testing.T) {
 	tr := startRouter(t)
@@ -62,25 +63,6 @@ func TestDomainsCannotBeTaken(t *testing.T) {
 		}
 		return h.deployOf(t, "web", sha)
 	}
-	for _, c := range []struct{ host, why string }{
-		{"shop.example.com", "belongs to another app"},
-		{"web-shop.apps.example.test", "belongs to another app"},
-		{own, "is Keystone's own host"},
-		{"evil.example.org", "is outside KEYSTONE_ALLOWED_DOMAINS"},
-	} {
-		d := pushB(ymlApp("web", "domains: [mallory.apps.example.test, "+c.host+"]"), "b")
-		want := "Invalid .keystone.yml: domains: " + c.host + " " + c.why
-		if d.State != store.StateFailed || d.Description != want {
-			t.Errorf("B claiming %s: %s %q, want failed %q", c.host, d.State, d.Description, want)
-		}
-		for _, host := range []string{c.host, "mallory.apps.example.test"} {
-			if owner, found, err := h.Store.HostOwner(ctx, host); err != nil || (found && owner != a.ID) {
-				t.Errorf("after the refused claim of %s, %s is held by app %d (%v)", c.host, host, owner, err)
-			}
-		}
-		aServed("after B claimed " + c.host)
-	}
-
 	// Without domains B deploys, at its default name: A's with a suffix.
 	mustState(t, pushB(ymlApp("web"), "b"), store.StateSucceeded)
 	bApp, err := h.Store.AppByName(ctx, "mallory", "shop", "web")
@@ -94,6 +76,28 @@ func TestDomainsCannotBeTaken(t *testing.T) {
 		t.Errorf("B at its default name: %d %q %v", st, body, err)
 	}
 	aServed("after B's deploy")
+
+	for _, c := range []struct{ host, why string }{
+		{"shop.example.com", "belongs to another app"},
+		{"web-shop.apps.example.test", "belongs to another app"},
+		{own, "is Keystone's own host"},
+		{"evil.example.org", "is outside KEYSTONE_ALLOWED_DOMAINS"},
+	} {
+		d := pushB(ymlApp("web", "domains: [mallory.apps.example.test, "+c.host+"]"), "b-"+c.host)
+		want := "Invalid .keystone.yml: domains: " + c.host + " " + c.why
+		if d.State != store.StateFailed || d.Description != want {
+			t.Errorf("B claiming %s: %s %q, want failed %q", c.host, d.State, d.Description, want)
+		}
+		for _, host := range []string{c.host, "mallory.apps.example.test"} {
+			if owner, found, err := h.Store.HostOwner(ctx, host); err != nil || (found && owner != a.ID) {
+				t.Errorf("after the refused claim of %s, %s is held by app %d (%v)", c.host, host, owner, err)
+			}
+		}
+		aServed("after B claimed " + c.host)
+		if st, body, err := tr.get("web-shop-2.apps.example.test"); err != nil || st != 200 || body != "version=b" {
+			t.Errorf("B's serving version after its refused deploy: %d %q %v", st, body, err)
+		}
+	}
 
 	// A leaves the file: its names are released and B may claim them.
 	shaA2 := h.push(t, "main", map[string][]byte{".keystone.yml": ymlApp("api")})
