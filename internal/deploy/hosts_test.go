@@ -120,3 +120,18 @@ func TestDomainsCannotBeTaken(t *testing.T) {
 		t.Errorf("description %q", d.Description)
 	}
 }
+
+// TestDomainsIgnoredInIPMode: without KEYSTONE_APPS_DOMAIN, domains: is
+// accepted, claims nothing, and the deployment log says it is ignored.
+func TestDomainsIgnoredInIPMode(t *testing.T) {
+	h := newHarness(t, "ipmode")
+	sha := h.push(t, "main", deploytest.Files(t, ymlApp("web", "domains: [shop.example.com]"), gittest.Behaviour{Version: "v1"}))
+	d := h.deployOf(t, "web", sha)
+	mustState(t, d, store.StateSucceeded)
+	if app := h.App(t, "web"); len(app.Hosts) != 0 {
+		t.Errorf("host names in IP mode: %q", app.Hosts)
+	}
+	if !slices.ContainsFunc(h.Log(t, d.ID), func(l string) bool { return strings.Contains(l, "shop.example.com ignored") }) {
+		t.Errorf("the log does not say domains: is ignored:\n%s", strings.Join(h.Log(t, d.ID), "\n"))
+	}
+}
