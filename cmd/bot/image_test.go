@@ -323,13 +323,16 @@ func TestComposeFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	writeFile(t, filepath.Join(dir, "docker-compose.yml"), string(yml))
-	filled := strings.NewReplacer("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=pw123\n", "DOCKER_GID=\n", "DOCKER_GID=998\n").Replace(string(example))
+	filled := strings.NewReplacer("POSTGRES_PASSWORD=\n", "POSTGRES_PASSWORD=pw123\n", "KEYSTONE_DB_PASSWORD=\n", "KEYSTONE_DB_PASSWORD=app456\n",
+		"DOCKER_GID=\n", "DOCKER_GID=998\n").Replace(string(example))
 	writeFile(t, filepath.Join(dir, ".env"), filled)
 	config := sh(t, dir, compose, append(args, "config")...)
 	for _, want := range []string{
 		"condition: service_healthy", "pg_isready", "pgdata:/var/lib/postgresql/data",
 		"/var/run/docker.sock:/var/run/docker.sock", "KEYSTONE_ENV: production",
-		"DATABASE_URL: postgres://keystone:pw123@127.0.0.1:5432/keystone", "- '998'", "no-new-privileges:true",
+		"DATABASE_URL: postgres://keystone_app:app456@127.0.0.1:5432/keystone",
+		"KEYSTONE_MIGRATE_DATABASE_URL: postgres://keystone:pw123@127.0.0.1:5432/keystone",
+		"/docker-entrypoint-initdb.d/10-keystone-app-role.sh", "- '998'", "no-new-privileges:true",
 	} {
 		if !strings.Contains(config, want) {
 			t.Errorf("compose config lacks %q:\n%s", want, config)

@@ -24,7 +24,7 @@ func migrate(ctx context.Context, e env) error {
 		return err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
+	if err := store.MigrateAs(ctx, cfg.MigrateDatabaseURL, st); err != nil {
 		return err
 	}
 	fmt.Fprintln(e.stdout, "migrations applied")

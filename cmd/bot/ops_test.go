@@ -290,3 +290,57 @@ func TestAuditRoleCannotRewriteHistory(t *testing.T) {
 		t.Fatalf("Keystone as the app role hit a missing privilege:\n%s", ks.Output())
 	}
 }
+
+// TestServeLocksTheAuditTrailAtStartUp: given KEYSTONE_MIGRATE_DATABASE_URL,
+// `keystone serve` migrates as that role and grants DATABASE_URL's role its
+// rights by itself, so the role it serves as can append to the audit trail
+// but not rewrite it, with no script run by hand; serving as a role that can
+// rewrite the trail is said loudly.
+func TestServeLocksTheAuditTrailAtStartUp(t *testing.T) {
+	dbURL := storetest.Fresh(t)
+	app := "ks_app_" + randomTag("")
+	server := connect(t, storetest.ServerURL(t))
+	exec1(t, server, fmt.Sprintf(`CREATE ROLE %s LOGIN`, app))
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, sql := range []string{`DROP DATABASE IF EXISTS ` + pgx.Identifier{databaseName(t, dbURL)}.Sanitize() + ` WITH (FORCE)`, `DROP ROLE ` + app} {
+			if _, err := server.Exec(ctx, sql); err != nil {
+				t.Errorf("cleanup %s: %v", sql, err)
+			}
+		}
+	})
+	const warning = "the audit trail is not protected"
+	appURL := withUser(t, dbURL, app)
+	ks := keystonetest.Start(t, map[string]string{"DATABASE_URL": appURL, "KEYSTONE_MIGRATE_DATABASE_URL": dbURL,
+		"KEYSTONE_DATA_DIR": t.TempDir()})
+	httpOK(t, ks.URL+"/readyz")
+	asApp := cli{t: t, env: map[string]string{"DATABASE_URL": appURL, "SUDO_USER": "ops"}}
+	if r := asApp.run("value", "secret", "set", "acme/web", "api", "TOKEN"); r.exit != 0 {
+		t.Fatalf("secret set as the app role: %s", r)
+	}
+	conn := connect(t, appURL)
+	for _, sql := range []string{`UPDATE audit_events SET actor = 'mallory'`, `DELETE FROM audit_events`, `TRUNCATE audit_events`,
+		`ALTER TABLE audit_events DISABLE TRIGGER USER`} {
+		_, err := conn.Exec(t.Context(), sql)
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			t.Errorf("%s as the app role: err = %v, want permission denied (42501)", sql, err)
+		}
+	}
+	if err := ks.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(ks.Output(), warning) || strings.Contains(ks.Output(), "permission denied") {
+		t.Fatalf("Keystone as the granted app role:\n%s", ks.Output())
+	}
+
+	// As the owner itself, Keystone serves but says the trail is unprotected.
+	owner := keystonetest.Start(t, map[string]string{"DATABASE_URL": dbURL, "KEYSTONE_DATA_DIR": t.TempDir()})
+	httpOK(t, owner.URL+"/readyz")
+	if err := owner.Stop(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(owner.Output(), warning) {
+		t.Fatalf("Keystone as the tables' owner did not warn %q:\n%s", warning, owner.Output())
+	}
+}

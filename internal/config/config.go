@@ -40,6 +40,11 @@ type Config struct {
 	// DatabaseURL is the PostgreSQL URL (DATABASE_URL). Required by commands that
 	// touch the database; `make run` provides a local one.
 	DatabaseURL string
+	// MigrateDatabaseURL (KEYSTONE_MIGRATE_DATABASE_URL) connects as the role
+	// owning Keystone's tables: Keystone migrates as it at start-up and gives
+	// DATABASE_URL's role its rights, with the audit trail append-only. ""
+	// means DATABASE_URL's role migrates (and then can rewrite the trail).
+	MigrateDatabaseURL string
 	// Addr is the listen address for webhooks, pages and probes (KEYSTONE_ADDR).
 	Addr string
 	// PublicURL is the base of every link written to GitHub (KEYSTONE_PUBLIC_URL).
@@ -192,6 +197,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("addr", c.Addr),
 		slog.String("public_url", c.PublicURL.String()),
 		slog.String("env", c.Env),
+		slog.Bool("migrate_database_url", c.MigrateDatabaseURL != ""),
 		slog.Int64("github_app_id", c.GitHubAppID),
 		slog.Bool("github_private_key", len(c.GitHubPrivateKeyPEM) > 0),
 		slog.Bool("webhook_secret", len(c.WebhookSecret) > 0),
@@ -229,6 +235,7 @@ func Load(lookup func(string) (string, bool)) (Config, error) {
 	r := reader{lookup: lookup}
 	c := Config{
 		DatabaseURL:         r.str("DATABASE_URL", ""),
+		MigrateDatabaseURL:  r.str("KEYSTONE_MIGRATE_DATABASE_URL", ""),
 		Addr:                r.addr("KEYSTONE_ADDR", ":8080"),
 		PublicURL:           r.url("KEYSTONE_PUBLIC_URL", "http://localhost:8080"),
 		Env:                 r.oneOf("KEYSTONE_ENV", EnvDevelopment, EnvDevelopment, EnvProduction),

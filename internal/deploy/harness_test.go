@@ -53,6 +53,7 @@ type harness struct {
 	tokens  *recordingTokens
 	secrets *mapSecrets
 	dataDir string
+	opts    options // the engine's, for restart
 }
 
 type options struct {
@@ -83,8 +84,20 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	h.start(t, o)
+	if debugLogs {
+		t.Cleanup(func() { t.Log(h.logs.String()) })
+	}
+	return h
+}
+
+// start runs an engine and its job workers with o, as `keystone serve`
+// would; restart stops them and starts them again with changed options.
+func (h *harness) start(t *testing.T, o options) {
+	t.Helper()
+	h.opts = o
 	logger := slog.New(slog.NewJSONHandler(h.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	var engineDocker deploy.Docker = env.Docker
+	var engineDocker deploy.Docker = h.Docker
 	if o.docker != "" {
 		c, err := client.NewClientWithOpts(client.WithHost(o.docker), client.WithAPIVersionNegotiation())
 		if err != nil {
@@ -92,7 +105,8 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 		}
 		engineDocker = c
 	}
-	h.engine, err = deploy.New(deploy.Deps{Store: env.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
+	var err error
+	h.engine, err = deploy.New(deploy.Deps{Store: h.Store, Docker: engineDocker, Tokens: h.tokens, Secrets: h.secrets,
 		Notifier: o.notifier, Routes: o.routes, Logger: logger, Jobs: lateJobList{h}}, o.cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -100,25 +114,36 @@ func newHarness(t *testing.T, repo string, opts ...func(*options)) *harness {
 	workers := river.NewWorkers()
 	river.AddWorker(workers, h.engine.PushWorker())
 	river.AddWorker(workers, h.engine.DeployWorker())
-	h.jobs, err = queue.NewClient(env.Store.Pool(), workers, queue.Config{
+	jobs, err := queue.NewClient(h.Store.Pool(), workers, queue.Config{
 		DeployWorkers: o.workers, FetchPollInterval: 50 * time.Millisecond, Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := h.jobs.Start(context.Background()); err != nil {
+	if err := jobs.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	h.jobs = jobs
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = h.jobs.Stop(ctx)
+		_ = jobs.Stop(ctx)
 	})
-	h.intake = queue.NewIntake(env.Store, h.jobs)
-	if debugLogs {
-		t.Cleanup(func() { t.Log(h.logs.String()) })
+	h.intake = queue.NewIntake(h.Store, h.jobs)
+}
+
+// restart stops the engine's job workers (letting running jobs finish) and
+// starts a new engine with the options changed by change.
+func (h *harness) restart(t *testing.T, change func(*options)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := h.jobs.Stop(ctx); err != nil {
+		t.Fatalf("stop the engine's jobs: %v", err)
 	}
-	return h
+	o := h.opts
+	change(&o)
+	h.start(t, o)
 }
 
 // push commits files on branch and delivers the push webhook as the intake
@@ -163,7 +188,7 @@ func (h *harness) deployOf(t *testing.T, app, sha string) store.Deployment {
 // the previous container, pruning images) has ended.
 func (h *harness) cleanedUp(t *testing.T, id int64) {
 	t.Helper()
-	deploytest.Eventually(t, 30*time.Second, "the cleanup of a deployment", func() (bool, error) {
+	deploytest.Eventually(t, 2*time.Minute, "the cleanup of a deployment", func() (bool, error) {
 		steps, err := h.Store.StepsOf(context.Background(), id)
 		for _, s := range steps {
 			if s.Name == "cleanup" && s.FinishedAt != nil {

@@ -3,7 +3,6 @@ package deploy
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
@@ -127,15 +126,6 @@ func (e *Engine) routeHosts(app store.App) []string {
 		return app.Hosts
 	}
 	return []string{DefaultHost(app, e.cfg.AppsDomain)}
-}
-
-// freshRouteHosts reads app's route host names again from the database.
-func (e *Engine) freshRouteHosts(ctx context.Context, app store.App) ([]string, error) {
-	fresh, err := e.store.App(ctx, app.ID)
-	if err != nil {
-		return nil, fmt.Errorf("host names of %s: %w", app.Key(), err)
-	}
-	return e.routeHosts(fresh), nil
 }
 
 // putRouteBody puts service's route. When the router refuses one of its host

@@ -45,10 +45,26 @@ func (e *Engine) RouterReady(ctx context.Context) error {
 	return nil
 }
 
-// routed reports whether the engine puts apps' routes in the router. Only in
-// domain mode for now: in IP mode the app's container still publishes the
-// app's host port itself, which the router would need to own.
-func (e *Engine) routed() bool { return e.routes != nil && e.cfg.AppsDomain != "" }
+// routed reports whether the engine puts apps' routes in the router: in
+// domain mode by host name, in IP mode by the app's host port, which the
+// router then owns (SPEC §13); containers publish on loopback ports only.
+func (e *Engine) routed() bool { return e.routes != nil }
+
+// routeBody is app's route to target: its host names in domain mode, its
+// host port in IP mode.
+func (e *Engine) routeBody(app store.App, target string) routerapi.RouteBody {
+	if e.cfg.AppsDomain != "" {
+		return routerapi.RouteBody{Hosts: e.routeHosts(app), Target: target}
+	}
+	return routerapi.RouteBody{Port: app.HostPort, Target: target}
+}
+
+// holdsHostPort reports whether a container published on port holds the
+// app's host port itself: one started before the router served IP mode.
+// The router cannot listen on that port until the container lets it go.
+func (e *Engine) holdsHostPort(app store.App, port int) bool {
+	return e.cfg.AppsDomain == "" && app.HostPort != 0 && port == app.HostPort
+}
 
 // SyncRoutes puts every live app's route in the router, from the database:
 // its host names to the container serving it on its host port. It
@@ -123,10 +139,10 @@ func (e *Engine) putRoute(ctx context.Context, app store.App) error {
 	if err != nil {
 		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
 	}
-	body := routerapi.RouteBody{
-		Hosts:  e.routeHosts(app),
-		Target: net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)),
+	if e.holdsHostPort(app, port) {
+		return nil // served on its port without the router until its next deploy
 	}
+	body := e.routeBody(app, net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)))
 	if err := e.putRouteBody(ctx, RouteService(app), body); err != nil {
 		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
 	}
@@ -174,6 +190,9 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 	if err := e.claimOrDrop(ctx, r, sw.Next); err != nil {
 		return res, err // the serving version keeps its route and names
 	}
+	if err := e.freeHostPort(ctx, r, sw.Prev); err != nil {
+		return res, err
+	}
 	service := RouteService(r.app)
 	target := net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port))
 	out, err := e.routes.Switch(ctx, service, routerapi.SwitchBody{Target: target})
@@ -181,9 +200,9 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
 		// A first deploy, or a router that lost the route: nothing to drain.
 		out = router.SwitchResult{}
-		var hosts []string
-		if hosts, err = e.freshRouteHosts(ctx, r.app); err == nil {
-			err = e.putRouteBody(ctx, service, routerapi.RouteBody{Hosts: hosts, Target: target})
+		var fresh store.App
+		if fresh, err = e.store.App(ctx, r.app.ID); err == nil { // with the names just claimed
+			err = e.putRouteBody(ctx, service, e.routeBody(fresh, target))
 		}
 	}
 	if err != nil {
@@ -193,4 +212,24 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 	// old container stops: they count as failed.
 	res.Routed, res.Drained, res.Failed = true, int(out.Drained), int(out.Failed+out.DrainTimedOut)
 	return res, nil
+}
+
+// freeHostPort stops prev when it holds the app's host port itself (it was
+// started before the router served IP mode), so that the router can take
+// the port: a short gap, once per app, logged as such. Any other prev keeps
+// serving until the router has switched.
+func (e *Engine) freeHostPort(ctx context.Context, r *run, prev string) error {
+	if prev == "" || e.cfg.AppsDomain != "" {
+		return nil
+	}
+	port, err := e.publishedPort(ctx, prev)
+	if err != nil || !e.holdsHostPort(r.app, port) {
+		return nil // gone or not publishing: nothing holds the port
+	}
+	r.log.Printf("The serving container holds port %d itself (started before the router): stopping it so the router can take the port; this one switch has a short gap", port)
+	timeout := int(e.cfg.StopTimeout.Seconds())
+	if err := e.docker.ContainerStop(ctx, prev, container.StopOptions{Timeout: &timeout}); err != nil {
+		return fmt.Errorf("stop the container holding port %d: %w", port, err)
+	}
+	return nil
 }

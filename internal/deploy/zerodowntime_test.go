@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
+
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
 	"github.com/keystone-app/keystone/internal/gittest"
@@ -42,9 +44,12 @@ func startProxyBinary(t *testing.T, domain string) *proxyProcess {
 	sock := filepath.Join(dir, "a.sock")
 	addr := fmt.Sprintf("127.0.0.1:%d", routertest.FreePort(t))
 	cmd := exec.Command(bin, "proxy")
-	cmd.Env = append(os.Environ(), "KEYSTONE_DATA_DIR="+filepath.Join(dir, "data"), "KEYSTONE_APPS_DOMAIN="+domain,
+	cmd.Env = append(os.Environ(), "KEYSTONE_DATA_DIR="+filepath.Join(dir, "data"),
 		"KEYSTONE_TLS=off", "KEYSTONE_PROXY_HTTP_ADDR="+addr, "KEYSTONE_PROXY_ADMIN=unix://"+sock,
 		"KEYSTONE_PUBLIC_URL=http://keystone.test:8080")
+	if domain != "" {
+		cmd.Env = append(cmd.Env, "KEYSTONE_APPS_DOMAIN="+domain)
+	}
 	var out testlog.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
@@ -142,9 +147,15 @@ func (l *load) finish() {
 // a client sending ~200 requests/s (keep-alive and fresh connections) sees
 // no failed request across an update, a failed update and a rollback; each
 // switch records what the old version drained; the failed update leaves the
-// old version routed; replaced containers are removed.
+// old version routed; replaced containers are removed. In domain mode the
+// client asks by host name, in IP mode on the app's host port, which the
+// router owns (SPEC §13).
 func TestZeroDowntimeThroughProxy(t *testing.T) {
-	const domain = "apps.test"
+	t.Run("domain mode", func(t *testing.T) { zeroDowntime(t, "apps.test") })
+	t.Run("IP mode", func(t *testing.T) { zeroDowntime(t, "") })
+}
+
+func zeroDowntime(t *testing.T, domain string) {
 	p := startProxyBinary(t, domain)
 	h := newHarness(t, "zdt", func(o *options) {
 		o.routes = p.client
@@ -153,9 +164,15 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	sha1 := h.push(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1"}))
 	mustState(t, h.deployOf(t, "web", sha1), store.StateSucceeded)
 	app := h.App(t, "web")
-	host := deploy.DefaultHost(app, domain)
+	host, addr := deploy.DefaultHost(app, domain), p.addr
+	if domain == "" {
+		host, addr = "", fmt.Sprintf("127.0.0.1:%d", app.HostPort)
+		if n := publishedOnHostPort(t, h, app.HostPort); n != 0 {
+			t.Fatalf("%d containers publish the app's host port %d: the router should own it", n, app.HostPort)
+		}
+	}
 
-	l := startLoad(p.addr, host, 200)
+	l := startLoad(addr, host, 200)
 	deploytest.Eventually(t, 10*time.Second, "the load client gets answers", func() (bool, error) {
 		return l.ok.Load() > 20, nil
 	})
@@ -168,7 +185,7 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	sha3 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v3", "health": 500}`)})
 	bad := h.deployOf(t, "web", sha3)
 	mustState(t, bad, store.StateFailed)
-	if st, body, err := getVia(p.addr, host); err != nil || st != 200 || body != "version=v2" {
+	if st, body, err := getVia(addr, host); err != nil || st != 200 || body != "version=v2" {
 		t.Fatalf("after the failed update the proxy answers %d %q %v, want version=v2", st, body, err)
 	}
 
@@ -191,7 +208,7 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 	if l.seen["version=v3"] != 0 {
 		t.Errorf("the unhealthy v3 answered %d requests", l.seen["version=v3"])
 	}
-	if st, body, err := getVia(p.addr, host); err != nil || st != 200 || body != "version=v1" {
+	if st, body, err := getVia(addr, host); err != nil || st != 200 || body != "version=v1" {
 		t.Errorf("after the rollback the proxy answers %d %q %v, want version=v1", st, body, err)
 	}
 	for _, d := range []store.Deployment{deployment(t, h, up.ID), deployment(t, h, rb.ID)} {
@@ -203,6 +220,25 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 		t.Errorf("the failed update recorded a switch: drained %v", *d.RequestsDrained)
 	}
 	t.Logf("load: %d answered, %d failed, by version %v", l.ok.Load(), l.failed.Load(), l.seen)
+}
+
+// publishedOnHostPort counts the harness's containers published on port.
+func publishedOnHostPort(t *testing.T, h *harness, port int) int {
+	t.Helper()
+	list, err := h.Docker.ContainerList(context.Background(), container.ListOptions{All: true, Filters: h.Filter()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, c := range list {
+		for _, p := range c.Ports {
+			if int(p.PublicPort) == port {
+				n++ // once per container, though IPv4 and IPv6 list it twice
+				break
+			}
+		}
+	}
+	return n
 }
 
 // getVia asks addr for / as host.
@@ -228,4 +264,51 @@ func deployment(t *testing.T, h *harness, id int64) store.Deployment {
 		t.Fatal(err)
 	}
 	return d
+}
+
+// TestRouterTakesOverAnIPModeHostPort: an app deployed while no router ran
+// has a container publishing its host port itself. With the router in IP
+// mode, reconciliation leaves that app alone (the router could not bind the
+// port), and the app's next deploy stops the old container once the new one
+// is healthy, with the log saying so, and gives the port to the router: the
+// app answers on the same port, through the router, and no container
+// publishes it any more.
+func TestRouterTakesOverAnIPModeHostPort(t *testing.T) {
+	p := startProxyBinary(t, "")
+	h := newHarness(t, "legacy")
+	ctx := context.Background()
+	sha1 := h.push(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1"}))
+	mustState(t, h.deployOf(t, "web", sha1), store.StateSucceeded)
+	app := h.App(t, "web")
+	if n := publishedOnHostPort(t, h, app.HostPort); n != 1 {
+		t.Fatalf("without a router %d containers publish port %d, want 1", n, app.HostPort)
+	}
+
+	h.restart(t, func(o *options) { o.routes = p.client })
+	if err := h.engine.SyncRoutes(ctx); err != nil {
+		t.Fatalf("sync routes beside a container holding the port: %v", err)
+	}
+	if routes, err := p.client.Routes(ctx); err != nil || len(routes) != 0 {
+		t.Fatalf("routes before the next deploy = %+v, %v; want none", routes, err)
+	}
+	if !deploytest.Serves(app.HostPort, "v1") {
+		t.Fatal("v1 stopped answering on its port when the router appeared")
+	}
+
+	sha2 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v2"}`)})
+	d := h.deployOf(t, "web", sha2)
+	mustState(t, d, store.StateSucceeded)
+	if !deploytest.Serves(app.HostPort, "v2") {
+		t.Fatalf("v2 does not answer on port %d", app.HostPort)
+	}
+	if n := publishedOnHostPort(t, h, app.HostPort); n != 0 {
+		t.Errorf("%d containers still publish port %d after the router took it", n, app.HostPort)
+	}
+	rt, err := p.client.Route(ctx, deploy.RouteService(app))
+	if err != nil || rt.Port != app.HostPort {
+		t.Errorf("the app's route = %+v, %v; want port %d", rt, err, app.HostPort)
+	}
+	if log := strings.Join(h.Log(t, d.ID), "\n"); !strings.Contains(log, "stopping it so the router can take the port") {
+		t.Errorf("the deployment log does not say the port moved to the router:\n%s", log)
+	}
 }

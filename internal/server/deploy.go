@@ -12,6 +12,7 @@ import (
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
+	"github.com/keystone-app/keystone/internal/config"
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/router/routerapi"
@@ -38,7 +39,15 @@ func (p *parts) addDeploy() error {
 	}
 	routed := routerPresent(p.cfg.Router.AdminSocket)
 	if routed {
-		deps.Routes = routerapi.NewClient(p.cfg.Router.AdminSocket)
+		client := routerapi.NewClient(p.cfg.Router.AdminSocket)
+		deps.Routes = client
+		if p.cfg.Router.AppsDomain != "" && p.cfg.Router.TLS == config.TLSACME {
+			c := certificates{router: client}
+			if err := p.registry.Register(c); err != nil {
+				return fmt.Errorf("register certificate metrics: %w", err)
+			}
+			p.certs = c
+		}
 	}
 	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
 		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs, MaxPreviews: maxPreviews(p.cfg.MaxPreviews),

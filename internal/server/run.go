@@ -23,6 +23,7 @@ import (
 	"github.com/keystone-app/keystone/internal/secrets"
 	"github.com/keystone-app/keystone/internal/setup"
 	"github.com/keystone-app/keystone/internal/store"
+	"github.com/keystone-app/keystone/internal/web"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
 
@@ -71,6 +72,9 @@ type parts struct {
 	// people (comment commands, the status page). Set by addDeploy.
 	engine    *deploy.Engine
 	requester *deploy.Requester
+	// certs is the router's certificate state when it serves apps over
+	// HTTPS; nil otherwise. Set by addDeploy.
+	certs web.Certificates
 }
 
 // loop is a background task that runs while Keystone serves and returns when
@@ -94,7 +98,10 @@ func Run(ctx context.Context, cfg config.Config, logger *slog.Logger) error {
 		return err
 	}
 	defer st.Close()
-	if err := st.Migrate(ctx); err != nil {
+	if err := store.MigrateAs(ctx, cfg.MigrateDatabaseURL, st); err != nil {
+		return err
+	}
+	if err := checkAuditProtected(ctx, st, logger); err != nil {
 		return err
 	}
 	p := &parts{cfg: cfg, logger: logger, store: st, registry: prometheus.NewRegistry(),
@@ -257,4 +264,17 @@ func (h minLevel) WithAttrs(attrs []slog.Attr) slog.Handler {
 
 func (h minLevel) WithGroup(name string) slog.Handler {
 	return minLevel{Handler: h.Handler.WithGroup(name), min: h.min}
+}
+
+// checkAuditProtected says loudly when Keystone's database role could
+// rewrite the audit trail (it owns the table or may change rows): the
+// append-only triggers then bind nobody who matters.
+func checkAuditProtected(ctx context.Context, st *store.Store, logger *slog.Logger) error {
+	ok, err := st.AuditProtected(ctx)
+	if err != nil || ok {
+		return err
+	}
+	logger.WarnContext(ctx, "the audit trail is not protected: DATABASE_URL's role can rewrite it; "+
+		"set KEYSTONE_MIGRATE_DATABASE_URL to the role owning the tables and DATABASE_URL to a role of its own (docs/runbook.md, Audit role)")
+	return nil
 }

@@ -21,7 +21,7 @@ func (p *parts) addWeb() error {
 		PublicURL: p.cfg.PublicURL, GitHubWebURL: p.cfg.GitHubWebURL, GitHubAPIURL: p.cfg.GitHubAPIURL,
 		Apps: p.appURLs(), OAuthClientID: p.cfg.OAuthClientID, OAuthClientSecret: p.cfg.OAuthClientSecret,
 		OAuth:     p.creds.OAuth,
-		Requester: p.requester, Containers: containers{p.engine},
+		Requester: p.requester, Containers: containers{p.engine}, Certificates: p.certs,
 	})
 	if err != nil {
 		return err

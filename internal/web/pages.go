@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net/http"
+	"net/url"
 	"slices"
 	"strconv"
 	"time"
@@ -128,6 +129,7 @@ func (h *Handler) renderApp(c *gin.Context, status int, a store.App, view *AppPa
 		view.Serving = &row
 	}
 	view.Container = h.containerView(ctx, now, a)
+	view.Certificate = h.certificateView(ctx, now, a)
 	user := current(c).user
 	if users.RoleAtLeast(user.Role, store.RoleDeployer) {
 		if err := h.fillActions(ctx, now, a, view); err != nil {
@@ -223,6 +225,46 @@ func (h *Handler) containerView(ctx context.Context, now time.Time, a store.App)
 	}
 	for i, l := range st.Output {
 		v.Output = append(v.Output, logLine(i+1, l))
+	}
+	return v
+}
+
+// certificateRenewalWindow: the router renews a certificate 30 days before
+// it expires, so one closer than 20 days to expiry failed to renew.
+const certificateRenewalWindow = 20 * 24 * time.Hour
+
+// certificateView is the HTTPS state of the app's host, or nil when apps are
+// not served over HTTPS (IP mode, KEYSTONE_TLS off, no router).
+func (h *Handler) certificateView(ctx context.Context, now time.Time, a store.App) *CertificateView {
+	if h.opts.Certificates == nil || !h.opts.Apps.HTTPS || a.RemovedAt != nil {
+		return nil
+	}
+	u, err := url.Parse(h.appURL(a))
+	if err != nil || u.Hostname() == "" {
+		return nil
+	}
+	v := &CertificateView{Host: u.Hostname()}
+	ctx, cancel := context.WithTimeout(ctx, containerDeadline)
+	defer cancel()
+	list, err := h.opts.Certificates.Certificates(ctx)
+	if err != nil {
+		h.log.Warn("certificate state unavailable", "app", a.Key(), "error", err.Error())
+		v.Problem = "The router cannot be asked about certificates right now."
+		return v
+	}
+	for _, c := range list {
+		if c.Host != v.Host {
+			continue
+		}
+		v.Issuer = c.Issuer
+		if !c.NotAfter.IsZero() {
+			v.Expires = atPtr(now, &c.NotAfter)
+			v.Soon = c.NotAfter.Sub(now) < certificateRenewalWindow
+		}
+		if c.LastError != "" {
+			v.Error = c.LastError
+			v.ErrorAt = atPtr(now, &c.LastErrorAt)
+		}
 	}
 	return v
 }

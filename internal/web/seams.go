@@ -63,3 +63,21 @@ type Secrets interface {
 	SetPreview(ctx context.Context, actor, owner, repo, app, key, value string) error
 	UnsetPreview(ctx context.Context, actor, owner, repo, app, key string) error
 }
+
+// Certificates reads the router's HTTPS certificates (domain mode with
+// KEYSTONE_TLS=acme). The server's adapter over `keystone proxy`'s admin API
+// implements it.
+type Certificates interface {
+	Certificates(ctx context.Context) ([]Certificate, error)
+}
+
+// Certificate is the router's state of one host name's certificate: the
+// issuer and expiry of the one it holds (zero when none yet), and the last
+// failed attempt to get one.
+type Certificate struct {
+	Host        string
+	Issuer      string
+	NotAfter    time.Time
+	LastError   string
+	LastErrorAt time.Time
+}

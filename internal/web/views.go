@@ -96,9 +96,12 @@ type AppPage struct {
 	Serving           *DeploymentRow
 	Lock              *LockView
 	Container         ContainerView
-	History           []DeploymentRow
-	OlderPath         string // next page of history; "" when none
-	NewestPath        string // back to the first page; "" on it
+	// Certificate is the HTTPS state of the app's host; nil when apps are
+	// not served over HTTPS by the router.
+	Certificate *CertificateView
+	History     []DeploymentRow
+	OlderPath   string // next page of history; "" when none
+	NewestPath  string // back to the first page; "" on it
 	// Redeploy and Rollback are set for deployers when the action is
 	// available.
 	Redeploy *ActionForm
@@ -116,6 +119,19 @@ type AppPage struct {
 type LockView struct {
 	By, Reason string
 	At         *Time
+}
+
+// CertificateView is the app page's HTTPS line: the certificate of Host,
+// issued (Issuer, Expires) or not yet, and the last error getting one.
+type CertificateView struct {
+	Host    string
+	Issuer  string
+	Expires *Time
+	// Soon: it expires within certificateRenewalWindow and was not renewed.
+	Soon    bool
+	Error   string
+	ErrorAt *Time
+	Problem string // why the state cannot be shown
 }
 
 // ContainerView is the app's container as Docker reports it.

@@ -44,7 +44,9 @@ type Options struct {
 	Requester  Requester
 	Containers Containers
 	Secrets    Secrets
-	Logger     *slog.Logger
+	// Certificates may be nil: the app page then shows no HTTPS state.
+	Certificates Certificates
+	Logger       *slog.Logger
 	// PublicURL is Keystone's base URL: cookies are Secure under https and
 	// GitHub sends signed-in users back to it.
 	PublicURL *url.URL

@@ -109,3 +109,14 @@ type Containers struct {
 func (c Containers) State(context.Context, store.App) (web.ContainerState, error) {
 	return c.Container, c.Err
 }
+
+// Certificates answers the router's certificate list, or Err.
+type Certificates struct {
+	List []web.Certificate
+	Err  error
+}
+
+// Certificates implements web.Certificates.
+func (c Certificates) Certificates(context.Context) ([]web.Certificate, error) {
+	return c.List, c.Err
+}
