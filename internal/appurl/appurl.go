@@ -23,8 +23,9 @@ type Config struct {
 	HTTPS bool
 }
 
-// URL is where app is served: https://<host>/ (or http://) under the apps
-// domain, else http://<AppHost>:<port>/; "" in IP mode before the app has a
+// URL is where app is served: https://<host>/ (or http://) in domain mode,
+// host being the app's first stored host name (its first domains: entry,
+// else its default), else http://<AppHost>:<port>/; "" in IP mode before the app has a
 // port.
 func (c Config) URL(app store.App) string {
 	if c.AppsDomain != "" {
@@ -32,7 +33,11 @@ func (c Config) URL(app store.App) string {
 		if c.HTTPS {
 			scheme = "https://"
 		}
-		return scheme + Host(app, c.AppsDomain) + "/"
+		host := Host(app, c.AppsDomain) // what its first deploy will allocate
+		if len(app.Hosts) > 0 {
+			host = app.Hosts[0]
+		}
+		return scheme + host + "/"
 	}
 	if app.HostPort == 0 || c.AppHost == "" {
 		return ""
@@ -44,7 +49,12 @@ func (c Config) URL(app store.App) string {
 // `<app>-<repo>.<domain>`, or `pr-<N>-<app>-<repo>.<domain>` for the preview
 // of pull request N of app (SPEC §14), in lower case, every character a DNS
 // label may not hold made '-'.
-func Host(app store.App, domain string) string {
+func Host(app store.App, domain string) string { return Candidate(app, domain, 0) }
+
+// Candidate is the attempt-th candidate for an app's default host name:
+// Host's name for attempt 0; when another app holds that, the same label
+// ending in -2, -3... (cut to fit a DNS label) for attempts 1, 2...
+func Candidate(app store.App, domain string, attempt int) string {
 	name := app.Name
 	if app.Preview() {
 		suffix := store.PreviewName("", app.PRNumber) // "-pr-<N>"
@@ -59,8 +69,12 @@ func Host(app store.App, domain string) string {
 		}
 	}, strings.ToLower(name+"-"+app.Repo))
 	label = strings.Trim(label, "-")
-	if len(label) > 63 {
-		label = strings.Trim(label[:63], "-")
+	suffix := ""
+	if attempt > 0 {
+		suffix = "-" + strconv.Itoa(attempt+1)
 	}
-	return label + "." + strings.ToLower(domain)
+	if len(label)+len(suffix) > 63 {
+		label = strings.Trim(label[:63-len(suffix)], "-")
+	}
+	return label + suffix + "." + strings.ToLower(domain)
 }

@@ -88,6 +88,11 @@ func descInvalidConfig(problem string) string {
 	return clipDescription("Invalid .keystone.yml: " + problem)
 }
 
+// descHostRefused names a domains: host the app may not have, and why.
+func descHostRefused(host, why string) string {
+	return clipDescription("Invalid .keystone.yml: domains: " + host + " " + why)
+}
+
 func descSuperseded(sha string) string { return "Not deployed: superseded by " + shortSHA(sha) }
 
 func descLocked(app, by, reason string) string {

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -79,6 +80,12 @@ type Config struct {
 	// AppsDomain is KEYSTONE_APPS_DOMAIN: with a RouteTable, apps are
 	// routed at their default host name under it. "" is IP mode.
 	AppsDomain string
+	// AllowedDomains are the names and "*.suffix" patterns domains: may
+	// claim (KEYSTONE_ALLOWED_DOMAINS); default "*.<AppsDomain>".
+	AllowedDomains []string
+	// OwnHost is Keystone's own host name (KEYSTONE_PUBLIC_URL's), which
+	// no app may claim.
+	OwnHost string
 }
 
 // limits are the operator's caps as .keystone.yml's parser applies them.
@@ -123,6 +130,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.DataDir == "" {
 		c.DataDir = "./.keystone"
+	}
+	if c.AllowedDomains == nil && c.AppsDomain != "" {
+		c.AllowedDomains = []string{"*." + strings.ToLower(c.AppsDomain)}
 	}
 	return c
 }

@@ -33,7 +33,10 @@ func (e *Engine) moveRoute(ctx context.Context, r *run, target string) (router.S
 	var apiErr *routerapi.APIError
 	if errors.As(err, &apiErr) && apiErr.Status == http.StatusNotFound {
 		out = router.SwitchResult{}
-		_, err = e.routes.Put(ctx, service, e.routeBody(r.app, target))
+		var fresh store.App
+		if fresh, err = e.store.App(ctx, r.app.ID); err == nil { // with the names just claimed
+			err = e.putRouteBody(ctx, service, e.routeBody(fresh, target))
+		}
 	}
 	if err != nil {
 		return out, fmt.Errorf("switch the route of %s: %w", r.app.Key(), err)
@@ -108,6 +111,9 @@ func (e *Engine) rollbackToKept(ctx context.Context, r *run) (done bool, err err
 	began := time.Now()
 	if r.d.StartedAt != nil {
 		began = *r.d.StartedAt
+	}
+	if err := e.claimHosts(ctx, r); err != nil {
+		return false, err // the target's domains: are another app's now: a failure naming the host
 	}
 	out, err := e.moveRoute(ctx, r, net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)))
 	if err != nil {

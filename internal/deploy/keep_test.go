@@ -219,10 +219,11 @@ func TestKeepPreviousInstantRollback(t *testing.T) {
 	answers("v1")
 }
 
-// TestKeepPreviousOutsideWindowAndIPMode: a rollback after the window
-// starts the target's image as before; in IP mode keep_previous keeps
-// nothing and the log says why.
-func TestKeepPreviousOutsideWindowAndIPMode(t *testing.T) {
+// TestKeepPreviousOutsideWindowAndWithoutRouter: a rollback after the
+// window starts the target's image as before; without the router (the
+// container holds the app's host port itself) keep_previous keeps nothing
+// and the log says why.
+func TestKeepPreviousOutsideWindowAndWithoutRouter(t *testing.T) {
 	t.Run("outside the window", func(t *testing.T) {
 		tr := startRouter(t)
 		clk := &clock{}
@@ -255,7 +256,7 @@ func TestKeepPreviousOutsideWindowAndIPMode(t *testing.T) {
 			t.Error("the expired kept container still runs after reconciliation")
 		}
 	})
-	t.Run("IP mode", func(t *testing.T) {
+	t.Run("without the router", func(t *testing.T) {
 		h := newHarness(t, "keepip")
 		sha1 := h.push(t, "main", deploytest.Files(t, ymlApp("web", "keep_previous: 10m"), gittest.Behaviour{Version: "v1"}))
 		first := h.deployOf(t, "web", sha1)
@@ -264,9 +265,9 @@ func TestKeepPreviousOutsideWindowAndIPMode(t *testing.T) {
 		up := h.deployOf(t, "web", sha2)
 		mustState(t, up, store.StateSucceeded)
 		if containerRunning(t, h, first.ContainerID) {
-			t.Error("IP mode kept the replaced container")
+			t.Error("without the router the replaced container was kept")
 		}
-		if !logHas(t, h, up.ID, "keep_previous applies in domain mode only") {
+		if !logHas(t, h, up.ID, "keep_previous needs the router") {
 			t.Errorf("the log does not say keep_previous did nothing: %q", h.Log(t, up.ID))
 		}
 	})

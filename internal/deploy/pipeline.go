@@ -167,6 +167,9 @@ func (e *Engine) pipeline(ctx context.Context, r *run) error {
 	if err != nil {
 		return err
 	}
+	if err := e.checkHosts(ctx, r); err != nil {
+		return err
+	}
 	if done, err := e.rollbackToKept(ctx, r); done || err != nil {
 		return err
 	}

@@ -49,7 +49,9 @@ func (e *Engine) switchTo(ctx context.Context, r *run, next string, hostPort int
 	var res SwitchResult
 	if hostPort == 0 { // created for the router (pipeline)
 		res, err = e.routerSwitch(ctx, r, sw)
-	} else {
+	} else if err = e.claimOrDrop(ctx, r, next); err == nil {
+		// Domain mode without a router (none at start-up): the names are
+		// claimed before the switch, as nothing routes them yet.
 		res, err = e.switcher.Switch(ctx, sw)
 	}
 	if err != nil {

@@ -51,11 +51,11 @@ func (e *Engine) RouterReady(ctx context.Context) error {
 // A deployment decides once, when it creates its container (see pipeline).
 func (e *Engine) routed() bool { return e.routes != nil && (e.present == nil || e.present()) }
 
-// routeBody is app's route to target: its host name in domain mode, its
+// routeBody is app's route to target: its host names in domain mode, its
 // host port in IP mode.
 func (e *Engine) routeBody(app store.App, target string) routerapi.RouteBody {
 	if e.cfg.AppsDomain != "" {
-		return routerapi.RouteBody{Hosts: []string{DefaultHost(app, e.cfg.AppsDomain)}, Target: target}
+		return routerapi.RouteBody{Hosts: e.routeHosts(app), Target: target}
 	}
 	return routerapi.RouteBody{Port: app.HostPort, Target: target}
 }
@@ -68,7 +68,7 @@ func (e *Engine) holdsHostPort(app store.App, port int) bool {
 }
 
 // SyncRoutes puts every live app's route in the router, from the database:
-// its default host name to the container serving it on its host port. It
+// its host names to the container serving it on its host port. It
 // runs at start-up and with every reconciliation, so a router that was down
 // or restarted catches up; the router keeps routes it already has as they
 // are when one cannot be put. An app whose deployment runs is skipped: that
@@ -144,7 +144,7 @@ func (e *Engine) putRoute(ctx context.Context, app store.App) error {
 		return nil // served on its port without the router until its next deploy
 	}
 	body := e.routeBody(app, net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)))
-	if _, err := e.routes.Put(ctx, RouteService(app), body); err != nil {
+	if err := e.putRouteBody(ctx, RouteService(app), body); err != nil {
 		return fmt.Errorf("put the route of %s: %w", app.Key(), err)
 	}
 	return nil
@@ -187,6 +187,9 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 	if !res.Health.Healthy {
 		res.Restored = sw.Prev != "" // it never stopped serving
 		return res, nil
+	}
+	if err := e.claimOrDrop(ctx, r, sw.Next); err != nil {
+		return res, err // the serving version keeps its route and names
 	}
 	if err := e.freeHostPort(ctx, r, sw.Prev); err != nil {
 		return res, err

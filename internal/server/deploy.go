@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -51,7 +52,8 @@ func (p *parts) addDeploy() error {
 	}
 	engine, err := deploy.New(deps, deploy.Config{DataDir: p.cfg.DataDir, PortRange: p.cfg.PortRange,
 		MaxMemory: p.cfg.MaxMemory, MaxCPUs: p.cfg.MaxCPUs, MaxPreviews: maxPreviews(p.cfg.MaxPreviews),
-		AppsDomain: p.cfg.Router.AppsDomain})
+		AppsDomain: p.cfg.Router.AppsDomain, AllowedDomains: p.cfg.Router.AllowedDomains,
+		OwnHost: strings.ToLower(p.cfg.PublicURL.Hostname())})
 	if err != nil {
 		return err
 	}

@@ -29,6 +29,10 @@ type App struct {
 	PRNumber    int
 	ParentAppID int64
 	HeadRef     string
+	// Hosts are the app's host names in domain mode (SPEC §13): its domain
+	// names in .keystone.yml order, then its default; empty until its
+	// first deploy allocates them.
+	Hosts []string
 }
 
 // Preview reports whether the app is a pull request's preview.
@@ -49,13 +53,13 @@ func (a App) Locked() bool { return a.LockedBy != "" }
 const appColumns = `id, installation_id, owner, repo, name, branch, clone_url, config,
 	COALESCE(host_port, 0), COALESCE(current_deployment_id, 0), COALESCE(locked_by, ''),
 	COALESCE(locked_reason, ''), locked_at, created_at, updated_at, removed_at,
-	COALESCE(pr_number, 0), COALESCE(parent_app_id, 0), head_ref`
+	COALESCE(pr_number, 0), COALESCE(parent_app_id, 0), head_ref, ` + hostsColumn
 
 func scanApp(row interface{ Scan(...any) error }) (App, error) {
 	var a App
 	err := row.Scan(&a.ID, &a.InstallationID, &a.Owner, &a.Repo, &a.Name, &a.Branch, &a.CloneURL, &a.Config,
 		&a.HostPort, &a.CurrentDeploymentID, &a.LockedBy, &a.LockedReason, &a.LockedAt,
-		&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &a.PRNumber, &a.ParentAppID, &a.HeadRef)
+		&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &a.PRNumber, &a.ParentAppID, &a.HeadRef, &a.Hosts)
 	return a, err
 }
 

@@ -167,7 +167,7 @@ func (q *Queries) UnlockApp(ctx context.Context, id int64) (before App, unlocked
 			apps.config, COALESCE(apps.host_port, 0), COALESCE(apps.current_deployment_id, 0),
 			COALESCE(old.locked_by, ''), COALESCE(old.locked_reason, ''), old.locked_at,
 			apps.created_at, apps.updated_at, apps.removed_at,
-			COALESCE(apps.pr_number, 0), COALESCE(apps.parent_app_id, 0), apps.head_ref`, id))
+			COALESCE(apps.pr_number, 0), COALESCE(apps.parent_app_id, 0), apps.head_ref, `+hostsColumn, id))
 	if errors.Is(err, pgx.ErrNoRows) {
 		before, err = q.App(ctx, id)
 		return before, false, err

@@ -115,7 +115,7 @@ func (q *Queries) MoveApp(ctx context.Context, id int64, branch string, config j
 }
 
 // RemoveApp marks the app and its previews removed, releases their host
-// ports and deletes the app's secrets (preview secrets included), returning
+// ports and host names and deletes the app's secrets (preview secrets included), returning
 // their names for the audit event: a later app of the same name starts with
 // none. Their deployments are kept; reconciliation stops their containers
 // and removes their images.
@@ -129,6 +129,11 @@ func (q *Queries) RemoveApp(ctx context.Context, id int64) (secretsDeleted []str
 		updated_at = now() WHERE id = $1 RETURNING lower(owner), lower(repo), name`, id).Scan(&owner, &repo, &name)
 	if err != nil {
 		return nil, notFound(err, fmt.Sprintf("remove app %d", id))
+	}
+	// Its host names and its previews' are free for other apps at once.
+	if _, err := q.db.Exec(ctx, `DELETE FROM app_hosts WHERE app_id IN
+		(SELECT id FROM apps WHERE id = $1 OR parent_app_id = $1)`, id); err != nil {
+		return nil, fmt.Errorf("release the host names of removed app %d: %w", id, err)
 	}
 	rows, err := q.db.Query(ctx, `DELETE FROM secrets WHERE owner = $1 AND repo = $2 AND app = $3 RETURNING name`,
 		owner, repo, name)

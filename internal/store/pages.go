@@ -50,7 +50,7 @@ func (q *Queries) AppsOverview(ctx context.Context) ([]AppSummary, error) {
 		var prKey *int32
 		dest := []any{&a.ID, &a.InstallationID, &a.Owner, &a.Repo, &a.Name, &a.Branch, &a.CloneURL, &a.Config,
 			&a.HostPort, &a.CurrentDeploymentID, &a.LockedBy, &a.LockedReason, &a.LockedAt,
-			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &a.PRNumber, &a.ParentAppID, &a.HeadRef, &appKey, &currentKey, &parentKey, &prKey}
+			&a.CreatedAt, &a.UpdatedAt, &a.RemovedAt, &a.PRNumber, &a.ParentAppID, &a.HeadRef, &a.Hosts, &appKey, &currentKey, &parentKey, &prKey}
 		dest = append(dest, deploymentDest(&cur)...)
 		dest = append(dest, deploymentDest(&latest)...)
 		if err := rows.Scan(dest...); err != nil {

@@ -62,6 +62,9 @@ type App struct {
 	Env                map[string]string `json:"env,omitempty"`
 	Memory             int64             `json:"memory"` // bytes
 	CPUs               float64           `json:"cpus"`
+	// Domains are the host names the app claims in domain mode (SPEC §13),
+	// in file order; the first is its URL.
+	Domains []string `json:"domains,omitempty"`
 	// BuildSecrets name the app's secrets a build may mount with
 	// RUN --mount=type=secret,id=NAME (never build arguments).
 	BuildSecrets []string `json:"build_secrets,omitempty"`

@@ -243,7 +243,7 @@ var appKeys = []string{"name", "branch", "dockerfile", "context", "port", "healt
 // app reads one entry of apps; ok is false when it has a problem.
 func (p *parser) app(item *yaml.Node) (App, bool) {
 	before, missingBefore := len(p.problems), len(p.missing)
-	entries, ok := p.mapping(item, "each app", appKeys)
+	entries, ok := p.mapping(item, "each app", slices.Concat(appKeys, domainKeys))
 	if !ok {
 		return App{}, false
 	}
@@ -320,6 +320,8 @@ func (p *parser) appValue(a *App, e entry) {
 		}
 	case "health_check_timeout":
 		a.HealthCheckTimeout = p.duration(e)
+	case "domains":
+		a.Domains = p.domains(e)
 	case "env":
 		a.Env = p.env(e)
 	case "memory":
