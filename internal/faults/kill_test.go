@@ -132,6 +132,7 @@ func TestKillProxy(t *testing.T) {
 	if st := w.finalStatus(v2, 5*time.Minute); !strings.HasPrefix(st, "success") {
 		t.Fatalf("v2 through a proxy restart: %s\n%s", st, strings.Join(w.Log(t, id2), "\n"))
 	}
+	t.Logf("log of the update that met the dead proxy:\n%s", strings.Join(w.Log(t, id2), "\n"))
 	w.routed(host, "v2", 2*time.Minute)
 	windows[len(windows)-1][1] = time.Now()
 	now := l.answered()
