@@ -10,19 +10,6 @@ import (
 	"github.com/keystone-app/keystone/internal/gittest"
 )
 
-// settled awaits the end state every scenario promises: nothing pending
-// (deployments, jobs, outbox, deliveries, pushed SHAs' statuses), nothing
-// acknowledged lost, no orphaned container, route or port.
-func (w *world) settled() tally {
-	w.t.Helper()
-	var c tally
-	await(w.t, 3*time.Minute, "nothing pending, lost or orphaned", func() bool {
-		c = w.tally()
-		return c.pending() == 0 && c.Lost == 0 && c.Containers == 0 && c.Routes == 0 && c.Ports == 0
-	})
-	return c
-}
-
 // TestKillServeDuringUpdate SIGKILLs `keystone serve` while an update
 // builds, then while the next one checks health beside the serving
 // version, restarting it each time, with a client sending requests for the

@@ -175,6 +175,19 @@ func (w *world) tally() tally {
 	return c
 }
 
+// settled awaits the end state every scenario promises: nothing pending
+// (deployments, jobs, outbox, deliveries, pushed SHAs' statuses), nothing
+// acknowledged lost, no orphaned container, route or port.
+func (w *world) settled() tally {
+	w.t.Helper()
+	var c tally
+	await(w.t, 3*time.Minute, "nothing pending, lost or orphaned", func() bool {
+		c = w.tally()
+		return c.pending() == 0 && c.Lost == 0 && c.Containers == 0 && c.Routes == 0 && c.Ports == 0
+	})
+	return c
+}
+
 // orphanedContainers counts this instance's containers that serve no live
 // app (not its current deployment's, or a second one of an app), and the
 // host ports they publish.

@@ -67,6 +67,11 @@ func newWorld(t *testing.T, name, faults string) *world {
 	}
 	w.start()
 	w.row = row{Scenario: name, Faults: faults}
+	t.Cleanup(func() {
+		if t.Failed() {
+			w.dumpDeployments()
+		}
+	})
 	t.Cleanup(w.record)
 	return w
 }
@@ -79,7 +84,7 @@ func (w *world) start() {
 	w.hooks.setURL(ks.URL)
 	w.t.Cleanup(func() {
 		if w.t.Failed() {
-			w.t.Logf("keystone serve's last log lines:\n%s", lastLines(ks.Output(), 80))
+			w.t.Logf("keystone serve's log (warnings and errors, and the deploys):\n%s", deployLines(ks.Output(), 120))
 		}
 	})
 }
@@ -358,6 +363,49 @@ func getVia(addr, host string) (int, string, error) {
 func await(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
 	deploytest.Eventually(t, timeout, what, func() (bool, error) { return cond(), nil })
+}
+
+// deployLines are the last n lines of a log that are not the expected
+// noise of an outage (connection errors of River and the outbox).
+func deployLines(s string, n int) string {
+	var keep []string
+	for _, l := range strings.Split(strings.TrimRight(s, "\n"), "\n") {
+		if !strings.Contains(l, "dial error") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep[max(len(keep)-n, 0):], "\n")
+}
+
+// dumpDeployments logs every deployment row and the log of each one that
+// did not succeed, for a failed scenario.
+func (w *world) dumpDeployments() {
+	rows, err := w.Store.Pool().Query(context.Background(), `SELECT id, sha, state, step, description,
+		COALESCE(to_char(started_at, 'HH24:MI:SS.MS'), '-'), COALESCE(to_char(finished_at, 'HH24:MI:SS.MS'), '-'), container_id
+		FROM deployments ORDER BY id`)
+	if err != nil {
+		w.t.Logf("dump deployments: %v", err)
+		return
+	}
+	defer rows.Close()
+	var out []string
+	var failed []int64
+	for rows.Next() {
+		var id int64
+		var sha, state, step, desc, started, finished, ctr string
+		if err := rows.Scan(&id, &sha, &state, &step, &desc, &started, &finished, &ctr); err != nil {
+			w.t.Logf("dump deployments: %v", err)
+			return
+		}
+		out = append(out, fmt.Sprintf("#%d %s %s/%s %q started %s finished %s container %.12s", id, sha[:7], state, step, desc, started, finished, ctr))
+		if state != "succeeded" {
+			failed = append(failed, id)
+		}
+	}
+	w.t.Logf("deployments:\n%s", strings.Join(out, "\n"))
+	for _, id := range failed {
+		w.t.Logf("log of #%d:\n%s", id, strings.Join(w.Log(w.t, id), "\n"))
+	}
 }
 
 func lastLines(s string, n int) string {
