@@ -119,6 +119,11 @@ func (e *Engine) work(ctx context.Context, jobID int64, attempt, maxAttempts int
 	case errors.As(err, &f):
 		e.endStep(ctx, r, f.description)
 		return e.finish(ctx, r, store.StateFailed, f.description)
+	case errors.Is(err, store.ErrDeploymentFinished):
+		// Finished between the precheck and its first step (a newer push
+		// superseded it): nothing was started, nothing is left to do.
+		logger.InfoContext(ctx, "deploy not started: finished meanwhile", slog.String("error", err.Error()))
+		return nil
 	default:
 		return e.retry(ctx, r, err)
 	}

@@ -195,16 +195,25 @@ func (e *Engine) reconcileApp(ctx context.Context, instance string, app store.Ap
 		return err
 	}
 	var errs []error
-	var current []ownedState
+	var current, stale []ownedState
 	now := e.now()
 	for _, c := range list {
-		if app.RemovedAt == nil && app.CurrentDeploymentID != 0 && c.DeploymentID == app.CurrentDeploymentID {
+		switch {
+		case app.RemovedAt == nil && app.CurrentDeploymentID != 0 && c.DeploymentID == app.CurrentDeploymentID:
 			current = append(current, c)
-			continue
+		case app.RemovedAt == nil && c.KeptAt(now):
+			// kept for a rollback (keep_previous) until c.KeepUntil
+		default:
+			stale = append(stale, c)
 		}
-		if app.RemovedAt == nil && c.KeptAt(now) {
-			continue // kept for a rollback (keep_previous) until c.KeepUntil
-		}
+	}
+	if len(stale) > 0 {
+		// The router may route to a container about to go: an attempt that
+		// failed after its switch (its deployment never became current).
+		// The app's route goes back to the container that serves first.
+		errs = append(errs, e.putRoute(ctx, app))
+	}
+	for _, c := range stale {
 		logger.InfoContext(ctx, "removing a container that does not serve", slog.String("container", shortID(c.ID)),
 			slog.Int64("deployment_id", c.DeploymentID), slog.String("state", c.State))
 		errs = append(errs, e.removeContainer(ctx, instance, c.ID))

@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // NewDeployment is a deployment to record. State defaults to queued; a
@@ -74,11 +77,26 @@ func (q *Queries) DeploymentDeliveryExists(ctx context.Context, deliveryID, appI
 	return ok, nil
 }
 
+// ErrDeploymentFinished is StartDeployment's answer for a deployment that
+// was finished meanwhile (a queued push superseded by a newer one).
+var ErrDeploymentFinished = errors.New("deployment already finished")
+
 // StartDeployment moves a deployment to running at step; started_at keeps
-// the first start across retries.
+// the first start across retries. A deployment finished meanwhile is left
+// as it is: ErrDeploymentFinished.
 func (q *Queries) StartDeployment(ctx context.Context, id int64, step, description string) (Deployment, error) {
-	return q.updateDeployment(ctx, id, `state = 'running', step = $2, description = $3,
-		started_at = COALESCE(started_at, now())`, step, noNUL(description))
+	d, err := scanDeployment(q.db.QueryRow(ctx, `UPDATE deployments SET state = 'running', step = $2, description = $3,
+		started_at = COALESCE(started_at, now()) WHERE id = $1 AND finished_at IS NULL RETURNING `+deploymentColumns,
+		id, step, noNUL(description)))
+	if errors.Is(err, pgx.ErrNoRows) {
+		if _, err2 := q.Deployment(ctx, id); err2 == nil {
+			return Deployment{}, fmt.Errorf("start deployment %d: %w", id, ErrDeploymentFinished)
+		}
+	}
+	if err != nil {
+		return Deployment{}, notFound(err, fmt.Sprintf("start deployment %d", id))
+	}
+	return d, nil
 }
 
 // SetDeploymentStep records the step a running deployment is at.

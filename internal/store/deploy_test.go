@@ -185,3 +185,39 @@ func TestNewerPushOrdersByPushTime(t *testing.T) {
 		t.Fatalf("QueuedPushesBefore(newer) = %v, %v", before, err)
 	}
 }
+
+// TestStartDeploymentLeavesAFinishedOneAlone: a queued push superseded by
+// a newer push while its job was about to start it stays superseded; the
+// start is refused with ErrDeploymentFinished. It used to be set running
+// with finished_at kept, a row no job could finish (the fault suite's
+// PostgreSQL scenario left its status pending forever).
+func TestStartDeploymentLeavesAFinishedOneAlone(t *testing.T) {
+	q, _ := storetest.Tx(t)
+	a := createApp(t, q, "octo", "race", "web")
+	d, err := q.CreateDeployment(t.Context(), store.NewDeployment{AppID: a.ID, Kind: store.KindUpdate, SHA: testSHA,
+		Actor: "alice", Trigger: store.TriggerPush})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.FinishDeployment(t.Context(), d.ID, store.StateSuperseded, "Not deployed: superseded by abcdef0"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := q.StartDeployment(t.Context(), d.ID, "fetch", "Fetching"); !errors.Is(err, store.ErrDeploymentFinished) {
+		t.Fatalf("start of a finished deployment: %v, want ErrDeploymentFinished", err)
+	}
+	got, err := q.Deployment(t.Context(), d.ID)
+	if err != nil || got.State != store.StateSuperseded || got.StartedAt != nil {
+		t.Fatalf("after the refused start: %s started %v (%v), want superseded, never started", got.State, got.StartedAt, err)
+	}
+	if _, err := q.StartDeployment(t.Context(), 1<<40, "fetch", "Fetching"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("start of a missing deployment: %v, want ErrNotFound", err)
+	}
+	other, err := q.CreateDeployment(t.Context(), store.NewDeployment{AppID: a.ID, Kind: store.KindUpdate, SHA: testSHA,
+		Actor: "alice", Trigger: store.TriggerPush})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := q.StartDeployment(t.Context(), other.ID, "fetch", "Fetching"); err != nil || s.State != store.StateRunning || s.StartedAt == nil {
+		t.Fatalf("start of a queued deployment: %+v %v", s, err)
+	}
+}

@@ -35,10 +35,14 @@ var h harness
 
 // Main runs the package's tests, then drops every database they created.
 // Call it from TestMain.
-func Main(m *testing.M) {
+func Main(m *testing.M) { os.Exit(Run(m)) }
+
+// Run is Main without the exit: it runs the tests, drops their databases and
+// returns the exit code, for a TestMain with more to do afterwards.
+func Run(m *testing.M) int {
 	code := m.Run()
 	h.dropAll()
-	os.Exit(code)
+	return code
 }
 
 // New returns a store on the package's shared, migrated database. Tests using

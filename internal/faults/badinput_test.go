@@ -1,0 +1,197 @@
+package faults_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keystone-app/keystone/internal/deploy/deploytest"
+	"github.com/keystone-app/keystone/internal/gittest"
+)
+
+// TestBadInput sends 1,000 generated bad webhook deliveries — malformed,
+// mistyped, unsigned, badly signed, oversized, replayed, with broken
+// headers — then comment commands full of shell metacharacters, newlines,
+// very long lines and unusual Unicode, and Host garbage to the router.
+// Nothing is answered 5xx (the database is up), Keystone keeps running and
+// deploys afterwards, no command runs anything, the app keeps answering.
+func TestBadInput(t *testing.T) {
+	gate(t)
+	w := newWorld(t, "bad-input", "1,000 bad deliveries, 100 hostile comment commands, 100 garbage Hosts to the router")
+	v1 := w.push(gittest.Behaviour{Version: "v1"})
+	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("v1: %s", st)
+	}
+	host := w.host()
+	w.routed(host, "v1", time.Minute)
+	l := w.startLoad(host, 20)
+	canary := filepath.Join(t.TempDir(), "pwned")
+
+	seed := uint64(time.Now().UnixNano())
+	t.Logf("seed %d", seed)
+	rng := rand.New(rand.NewPCG(seed, 15))
+	valid := w.Repo.PushEvent("main", v1, "alice")
+	byCode := map[int]int{}
+	for i := range 1000 {
+		guid, event, body, hdr := badDelivery(rng, i, valid)
+		d := w.hooks.send(guid, event, body, hdr)
+		byCode[d.Code]++
+		if d.Code == 0 || d.Code >= 500 {
+			t.Errorf("bad delivery %d (%d bytes, event %q) answered %d", i, len(body), event, d.Code)
+		}
+	}
+	t.Logf("answers to the bad deliveries by status: %v", byCode)
+
+	w.GitHub.SetPermission(w.repo, "mallory", "read")
+	for i := range 100 {
+		user := []string{"alice", "mallory"}[i%2]
+		c := w.GitHub.AddComment(w.repo, 5, user, hostileCommand(rng, canary))
+		if d := w.hooks.deliver("issue_comment", c.Event(w.repo, deploytest.Installation)); d.Code/100 != 2 {
+			t.Errorf("comment %d %q answered %d %s", i, c.Body, d.Code, d.Status)
+		}
+	}
+	for i := range 100 {
+		h := garbageHost(rng, i)
+		if code, err := rawGet(w.proxy.addr, h); err != nil || code >= 500 {
+			t.Errorf("the router answered %d (%v) to Host %q", code, err, h)
+		}
+	}
+
+	// Keystone still deploys (an alice command may have locked the app).
+	c := w.GitHub.AddComment(w.repo, 5, "alice", "/keystone unlock web")
+	w.hooks.deliver("issue_comment", c.Event(w.repo, deploytest.Installation))
+	w.Reply(t, c, "unlocked", 2*time.Minute)
+	v2 := w.push(gittest.Behaviour{Version: "v2"})
+	if st := w.finalStatus(v2, 5*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("v2 after the bad input: %s", st)
+	}
+	w.routed(host, "v2", time.Minute)
+	sent, failures := l.finish()
+	if len(failures) != 0 {
+		t.Errorf("%d of %d requests through the router failed: %v", len(failures), sent, firstFailures(failures, 5))
+	}
+	w.settled()
+	if _, err := os.Stat(canary); !os.IsNotExist(err) {
+		t.Errorf("a comment command ran a shell command: %s exists (%v)", canary, err)
+	}
+	w.row.Faults += fmt.Sprintf(" (answers %v)", byCode)
+}
+
+// badDelivery returns the i-th bad delivery: a kind chosen by i, its
+// bytes by rng.
+func badDelivery(rng *rand.Rand, i int, valid []byte) (guid, event string, body []byte, hdr http.Header) {
+	guid, event = newGUID(), []string{"push", "issue_comment", "pull_request", "installation", "ping"}[rng.IntN(5)]
+	sign := true
+	switch i % 10 {
+	case 0: // truncated
+		body = valid[:rng.IntN(len(valid))]
+	case 1: // random bytes
+		body = make([]byte, rng.IntN(4096))
+		for j := range body {
+			body[j] = byte(rng.UintN(256))
+		}
+	case 2: // bytes flipped
+		body = bytes.Clone(valid)
+		for range 1 + rng.IntN(8) {
+			body[rng.IntN(len(body))] = byte(rng.UintN(256))
+		}
+	case 3: // fields of the wrong type
+		var m map[string]any
+		_ = json.Unmarshal(valid, &m)
+		keys := []string{"ref", "after", "repository", "installation", "sender", "head_commit", "commits", "action", "comment", "issue"}
+		vals := []any{nil, 12, -1.5e300, "x", []any{1, "a"}, map[string]any{"id": "forty-two"}, true, strings.Repeat("é", 5000)}
+		for range 1 + rng.IntN(4) {
+			m[keys[rng.IntN(len(keys))]] = vals[rng.IntN(len(vals))]
+		}
+		body, _ = json.Marshal(m)
+	case 4: // unsigned
+		body, sign = valid, false
+	case 5: // signed with another secret
+		body, sign = valid, false
+		hdr = signedWith("not-the-secret", body)
+	case 6: // deep nesting, odd Unicode and invalid UTF-8 in strings
+		switch rng.IntN(3) {
+		case 0:
+			body = []byte(strings.Repeat("[", 100000) + strings.Repeat("]", 100000))
+		case 1:
+			body = bytes.Replace(valid, []byte(`refs/heads/main`), []byte("refs/heads/\u202e\u0000\xff\xfe"+strings.Repeat("\U0001F600", 2000)), 1)
+		default:
+			body = []byte(`{"ref":"` + strings.Repeat("a", 1<<20) + `"}`)
+		}
+	case 7: // broken headers
+		body = valid
+		switch rng.IntN(3) {
+		case 0:
+			event = ""
+		case 1:
+			guid = strings.Repeat("g", 200)
+		default:
+			guid = "../../etc/passwd;rm -rf /"
+		}
+	case 8: // oversized now and then, else empty
+		if i%100 == 8 {
+			body = bytes.Repeat([]byte("x"), 26<<20)
+		}
+	case 9: // a replay: the same valid body and GUID again
+		body, guid, event = valid, "replay-of-one-delivery", "push"
+	}
+	if sign {
+		hdr = signed(body)
+	}
+	return guid, event, body, hdr
+}
+
+func signedWith(secret string, body []byte) http.Header {
+	h := signed(body)
+	if secret != hookSecret {
+		h.Set("X-Hub-Signature-256", "sha256="+strings.Repeat("0", 64))
+	}
+	return h
+}
+
+// hostileCommand is a comment that tries to make Keystone run something:
+// each attempt would create canary.
+func hostileCommand(rng *rand.Rand, canary string) string {
+	shell := []string{"$(touch " + canary + ")", "`touch " + canary + "`", "; touch " + canary, "| touch " + canary,
+		"&& touch " + canary, "\ntouch " + canary, "${IFS}touch${IFS}" + canary, "'; touch " + canary + "; '"}
+	verbs := []string{"deploy web", "deploy", "rollback to", "lock web", "status", "redeploy web", "help", "preview"}
+	odd := []string{"", "\u202e", "\u0000", "\U0001F4A5", "\r\n", strings.Repeat("A", 70000), "ﾟ･✿ヾ╲(｡◕‿◕｡)╱✿･ﾟ", "\t"}
+	return "/keystone " + verbs[rng.IntN(len(verbs))] + " " + odd[rng.IntN(len(odd))] + shell[rng.IntN(len(shell))] +
+		odd[rng.IntN(len(odd))]
+}
+
+// garbageHost is a Host header no app has.
+func garbageHost(rng *rand.Rand, i int) string {
+	hosts := []string{"", "..", "a..b." + domain, strings.Repeat("x", 300) + "." + domain, "web.octo." + domain + ":99999",
+		"[::1", "*." + domain, "xn--" + strings.Repeat("9", 60) + "." + domain, "ÄPPS.test", "web\x00.apps.test", "a\x7fb", "\u202e.apps.test"}
+	return hosts[(i+rng.IntN(len(hosts)))%len(hosts)]
+}
+
+// rawGet sends GET / with Host host as raw bytes (Go's client refuses to
+// send a malformed Host) and returns the status code of the answer.
+func rawGet(addr, host string) (int, error) {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host); err != nil {
+		return 0, err
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}

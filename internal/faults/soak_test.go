@@ -1,0 +1,133 @@
+package faults_test
+
+import (
+	"bufio"
+	"fmt"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/keystone-app/keystone/internal/gittest"
+)
+
+// sample is `keystone serve`'s resource use at one moment, from its
+// /metrics (served to loopback clients without a token).
+type sample struct {
+	RSS, Goroutines, FDs float64
+}
+
+func (w *world) sample() sample {
+	w.t.Helper()
+	resp, err := http.Get(w.ks.URL + "/metrics")
+	if err != nil {
+		w.t.Fatalf("read /metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	var s sample
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), " ")
+		if !ok {
+			continue
+		}
+		v, err := strconv.ParseFloat(value, 64)
+		if err != nil {
+			continue
+		}
+		switch name {
+		case "process_resident_memory_bytes":
+			s.RSS = v
+		case "go_goroutines":
+			s.Goroutines = v
+		case "process_open_fds":
+			s.FDs = v
+		}
+	}
+	if s.RSS == 0 || s.Goroutines == 0 || s.FDs == 0 {
+		w.t.Fatalf("/metrics lacks the process's RSS, goroutines or open fds: %+v", s)
+	}
+	return s
+}
+
+func mean(ss []sample) sample {
+	var m sample
+	for _, s := range ss {
+		m.RSS += s.RSS / float64(len(ss))
+		m.Goroutines += s.Goroutines / float64(len(ss))
+		m.FDs += s.FDs / float64(len(ss))
+	}
+	return m
+}
+
+// TestSoak pushes an update every few seconds with traffic through the
+// router for KEYSTONE_FAULTS_SOAK (default 2m): every update deploys, no
+// request fails, and `keystone serve`'s RSS, goroutines and open file
+// descriptors stay roughly flat (the last samples against the first ones
+// after a warm-up deploy).
+func TestSoak(t *testing.T) {
+	gate(t)
+	span := 2 * time.Minute
+	if v := os.Getenv("KEYSTONE_FAULTS_SOAK"); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			t.Fatalf("KEYSTONE_FAULTS_SOAK: %v", err)
+		}
+		span = d
+	}
+	w := newWorld(t, "soak", "")
+	v := w.push(gittest.Behaviour{Version: "v0"})
+	if st := w.finalStatus(v, 5*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("v0: %s", st)
+	}
+	host := w.host()
+	w.routed(host, "v0", time.Minute)
+	l := w.startLoad(host, 40)
+	// Warm-up: one update, then the baseline.
+	v = w.push(gittest.Behaviour{Version: "v1"})
+	if st := w.finalStatus(v, 5*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("v1: %s", st)
+	}
+	var first []sample
+	for range 3 {
+		first = append(first, w.sample())
+		time.Sleep(time.Second) // samples a second apart
+	}
+	end := time.Now().Add(span)
+	n := 1
+	for time.Now().Before(end) {
+		n++
+		v = w.push(gittest.Behaviour{Version: fmt.Sprintf("v%d", n)})
+		if st := w.finalStatus(v, 5*time.Minute); !strings.HasPrefix(st, "success") {
+			t.Fatalf("v%d: %s", n, st)
+		}
+		t.Logf("v%d deployed: %+v", n, w.sample())
+	}
+	w.routed(host, fmt.Sprintf("v%d", n), time.Minute)
+	w.settled()
+	var last []sample
+	for range 3 {
+		last = append(last, w.sample())
+		time.Sleep(time.Second) // samples a second apart
+	}
+	sent, failures := l.finish()
+	if len(failures) != 0 {
+		t.Errorf("%d of %d requests through the router failed: %v", len(failures), sent, firstFailures(failures, 5))
+	}
+	a, b := mean(first), mean(last)
+	const mib = 1 << 20
+	if b.RSS > 1.5*a.RSS+32*mib {
+		t.Errorf("RSS grew from %.0f to %.0f MiB over %d updates", a.RSS/mib, b.RSS/mib, n-1)
+	}
+	if b.Goroutines > 1.25*a.Goroutines+20 {
+		t.Errorf("goroutines grew from %.0f to %.0f over %d updates", a.Goroutines, b.Goroutines, n-1)
+	}
+	if b.FDs > a.FDs+10 {
+		t.Errorf("open fds grew from %.0f to %.0f over %d updates", a.FDs, b.FDs, n-1)
+	}
+	w.row.Faults = fmt.Sprintf("%s of pushes and traffic, %d updates: RSS %.0f→%.0f MiB, goroutines %.0f→%.0f, fds %.0f→%.0f",
+		span, n-1, a.RSS/mib, b.RSS/mib, a.Goroutines, b.Goroutines, a.FDs, b.FDs)
+}
