@@ -31,11 +31,17 @@ type Pebble struct {
 // StartPebble runs Pebble on free loopback ports until the test ends.
 func StartPebble(t testing.TB) *Pebble {
 	t.Helper()
-	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/letsencrypt/pebble/v2").Output()
+	// `go mod download` fetches the module's files when this machine's
+	// module cache lacks them (`go list -m` would only name an empty Dir).
+	out, err := exec.Command("go", "mod", "download", "-json", "github.com/letsencrypt/pebble/v2").Output()
 	if err != nil {
-		t.Fatalf("find pebble module: %v", err)
+		t.Fatalf("download the pebble module: %v", err)
 	}
-	mod := strings.TrimSpace(string(out))
+	var module struct{ Dir string }
+	if err := json.Unmarshal(out, &module); err != nil || module.Dir == "" {
+		t.Fatalf("download the pebble module: no directory in %q (%v)", out, err)
+	}
+	mod := module.Dir
 	port, mport := FreePort(t), FreePort(t)
 	cfg := map[string]any{"pebble": map[string]any{
 		"listenAddress":           fmt.Sprintf("127.0.0.1:%d", port),
