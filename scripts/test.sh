@@ -21,6 +21,7 @@ cpus=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 2)
 parallel=${TEST_PARALLEL:-$((cpus * 2))}
 
 go vet ./...
+go vet -tags faults ./internal/faults/ # the fault suite (make faults) must keep compiling
 go test -race -count=1 -timeout 20m -p "$parallel" ./...
 
 # Fuzz targets: package and name. Each runs briefly on top of its seed corpus,

@@ -4,6 +4,8 @@
 // real PostgreSQL, Docker and git, the fake GitHub — break one part at a
 // time, and assert only on what is observable from outside: database rows,
 // Docker, the fake GitHub's records and the apps' answers through the
-// router. The tests run only with KEYSTONE_FAULTS=1 (scripts/faults.sh sets
-// it); each adds a row to the report table printed at the end.
+// router. The tests are built only with the `faults` build tag
+// (scripts/faults.sh sets it; `make test` vets them with it but does not run
+// them: they take minutes of the machine); each adds a row to the report
+// table printed at the end.
 package faults

@@ -1,3 +1,5 @@
+//go:build faults
+
 package faults_test
 
 import (
@@ -37,7 +39,6 @@ func postgres(t *testing.T, action string) {
 // `keystone serve` deploys the newest push, and the app answers through
 // the router throughout.
 func TestPostgresStoppedDuringIntake(t *testing.T) {
-	gate(t)
 	w := newWorld(t, "postgres-down", "PostgreSQL stopped ~10 s during intake and an update")
 	v1 := w.push(gittest.Behaviour{Version: "v1"})
 	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
@@ -106,7 +107,6 @@ func TestPostgresStoppedDuringIntake(t *testing.T) {
 // finished before the next came), no two deployments of the app ever run
 // at once, and every delivery is stored once.
 func TestPushBurst(t *testing.T) {
-	gate(t)
 	w := newWorld(t, "burst", "10 pushes in 5 s to one app")
 	v0 := w.push(gittest.Behaviour{Version: "v0"})
 	if st := w.finalStatus(v0, 5*time.Minute); !strings.HasPrefix(st, "success") {

@@ -1,3 +1,5 @@
+//go:build faults
+
 package faults_test
 
 import (
@@ -16,7 +18,6 @@ import (
 // app through the router throughout: no request fails, each update
 // completes after the restart, one container serves, nothing is pending.
 func TestKillServeDuringUpdate(t *testing.T) {
-	gate(t)
 	w := newWorld(t, "kill-serve", "SIGKILL keystone serve while building, while checking health")
 	v1 := w.push(gittest.Behaviour{Version: "v1"})
 	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
@@ -74,7 +75,6 @@ func TestKillServeDuringUpdate(t *testing.T) {
 // back from its own state, the update completes, and requests fail only
 // while the proxy is down.
 func TestKillProxy(t *testing.T) {
-	gate(t)
 	w := newWorld(t, "kill-proxy", "SIGKILL keystone proxy while idle, during an update")
 	v1 := w.push(gittest.Behaviour{Version: "v1"})
 	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {

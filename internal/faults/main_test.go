@@ -1,3 +1,5 @@
+//go:build faults
+
 package faults_test
 
 import (
@@ -24,15 +26,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(code)
-}
-
-// gate skips the test unless KEYSTONE_FAULTS=1: the suite takes minutes of
-// the machine and runs as its own target, `make faults`.
-func gate(t *testing.T) {
-	t.Helper()
-	if os.Getenv("KEYSTONE_FAULTS") != "1" {
-		t.Skip("the fault suite runs with KEYSTONE_FAULTS=1 (make faults)")
-	}
 }
 
 // row is one scenario's line of the report.
