@@ -28,10 +28,16 @@ func TestPreviewClosedWhileItsJobHoldsTheApp(t *testing.T) {
 		t.Fatalf("preview of v1: %s", st)
 	}
 	app := w.App(t, "web-pr-8")
-	_, release, ok, err := w.Store.TryLockApp(t.Context(), app.ID)
-	if err != nil || !ok {
-		t.Fatalf("take the preview's lock: ok %v, %v", ok, err)
-	}
+	// The deploy job may still hold it a moment after its status went out.
+	var release func()
+	await(t, time.Minute, "the preview's lock, once its deploy job let go", func() bool {
+		_, r, ok, err := w.Store.TryLockApp(t.Context(), app.ID)
+		if err != nil {
+			t.Fatalf("take the preview's lock: %v", err)
+		}
+		release = r
+		return ok
+	})
 	t.Cleanup(release) // release is idempotent; a failed test must not keep the lock
 	w.closePreview(t, 8, "main", v1)
 	waiting := `"msg":"app busy: waiting for its job to let go of it","app_id":` + strconv.FormatInt(app.ID, 10)
