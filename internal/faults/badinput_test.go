@@ -28,13 +28,7 @@ import (
 // deploys afterwards, no command runs anything, the app keeps answering.
 func TestBadInput(t *testing.T) {
 	w := newWorld(t, "bad-input", "1,000 bad deliveries, 100 hostile comment commands, 100 garbage Hosts to the router")
-	v1 := w.push(gittest.Behaviour{Version: "v1"})
-	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
-		t.Fatalf("v1: %s", st)
-	}
-	host := w.host()
-	w.routed(host, "v1", time.Minute)
-	l := w.startLoad(host, 20)
+	v1, host, l := w.serveV1(20)
 	canary := filepath.Join(t.TempDir(), "pwned")
 
 	seed := uint64(time.Now().UnixNano())

@@ -20,13 +20,7 @@ import (
 // in order, and the app answers through the router throughout.
 func TestGitHubFailing(t *testing.T) {
 	w := newWorld(t, "github-failing", "GitHub 500s then secondary rate limits (403, Retry-After) during two updates")
-	v1 := w.push(gittest.Behaviour{Version: "v1"})
-	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
-		t.Fatalf("v1: %s", st)
-	}
-	host := w.host()
-	w.routed(host, "v1", time.Minute)
-	l := w.startLoad(host, 20)
+	v1, host, l := w.serveV1(20)
 
 	// Counted, not timed: on a loaded machine the updates may reach GitHub
 	// after any fixed span ended.

@@ -40,14 +40,7 @@ func postgres(t *testing.T, action string) {
 // the router throughout.
 func TestPostgresStoppedDuringIntake(t *testing.T) {
 	w := newWorld(t, "postgres-down", "PostgreSQL stopped ~10 s during intake and an update")
-	v1 := w.push(gittest.Behaviour{Version: "v1"})
-	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
-		t.Fatalf("v1: %s", st)
-	}
-	host := w.host()
-	w.routed(host, "v1", time.Minute)
-	l := w.startLoad(host, 40)
-	await(t, 30*time.Second, "the load client gets answers", func() bool { return l.answered() > 20 })
+	_, host, l := w.serveV1(40)
 
 	// An update is under way, and pushes keep coming, when PostgreSQL stops.
 	w.push(gittest.Behaviour{Version: "v2", BuildStep: true, BuildSleep: 3 * time.Second})

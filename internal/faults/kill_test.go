@@ -19,14 +19,7 @@ import (
 // completes after the restart, one container serves, nothing is pending.
 func TestKillServeDuringUpdate(t *testing.T) {
 	w := newWorld(t, "kill-serve", "SIGKILL keystone serve while building, while checking health")
-	v1 := w.push(gittest.Behaviour{Version: "v1"})
-	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
-		t.Fatalf("v1: %s", st)
-	}
-	host := w.host()
-	w.routed(host, "v1", time.Minute)
-	l := w.startLoad(host, 40)
-	await(t, 30*time.Second, "the load client gets answers", func() bool { return l.answered() > 20 })
+	_, host, l := w.serveV1(40)
 
 	// Killed while building.
 	v2 := w.push(gittest.Behaviour{Version: "v2", BuildStep: true, BuildSleep: 8 * time.Second,
@@ -76,14 +69,7 @@ func TestKillServeDuringUpdate(t *testing.T) {
 // while the proxy is down.
 func TestKillProxy(t *testing.T) {
 	w := newWorld(t, "kill-proxy", "SIGKILL keystone proxy while idle, during an update")
-	v1 := w.push(gittest.Behaviour{Version: "v1"})
-	if st := w.finalStatus(v1, 5*time.Minute); !strings.HasPrefix(st, "success") {
-		t.Fatalf("v1: %s", st)
-	}
-	host := w.host()
-	w.routed(host, "v1", time.Minute)
-	l := w.startLoad(host, 40)
-	await(t, 30*time.Second, "the load client gets answers", func() bool { return l.answered() > 20 })
+	_, host, l := w.serveV1(40)
 
 	var windows [][2]time.Time
 

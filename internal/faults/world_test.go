@@ -344,6 +344,22 @@ func (h *hooks) all() []delivery {
 
 func newGUID() string { return strings.ReplaceAll(rand.Text(), "=", "") }
 
+// serveV1 deploys v1 of the app, awaits it answering through the router
+// and starts a client sending perSecond requests to it; it returns v1's SHA,
+// the app's host and the load, already answered.
+func (w *world) serveV1(perSecond int) (sha, host string, l *load) {
+	w.t.Helper()
+	sha = w.push(gittest.Behaviour{Version: "v1"})
+	if st := w.finalStatus(sha, 5*time.Minute); !strings.HasPrefix(st, "success") {
+		w.t.Fatalf("v1: %s", st)
+	}
+	host = w.host()
+	w.routed(host, "v1", time.Minute)
+	l = w.startLoad(host, perSecond)
+	await(w.t, 30*time.Second, "the load client gets answers", func() bool { return l.answered() > 20 })
+	return sha, host, l
+}
+
 // getVia asks addr for / as host.
 func getVia(addr, host string) (int, string, error) {
 	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
