@@ -121,12 +121,14 @@ func checkContainer(t *testing.T, h *harness, app store.App, d store.Deployment)
 }
 
 func TestAppWithoutHealthPathMustKeepRunning(t *testing.T) {
-	h := newHarness(t, "quiet")
+	// The crash must happen inside the wait: 5 s, not the harness's 2 s, as
+	// a loaded machine took longer than 2 s to run a container that exits at once.
+	h := newHarness(t, "quiet", func(o *options) { o.cfg.NoPathWait = 5 * time.Second })
 	yml := []byte("apps:\n  - name: worker\n    branch: main\n    port: 8080\n")
 	sha1 := h.push(t, "main", deploytest.Files(t, yml, gittest.Behaviour{Version: "v1"}))
 	d1 := h.deployOf(t, "worker", sha1)
 	mustState(t, d1, store.StateSucceeded)
-	if !regexp.MustCompile(`^Deployed in \d+\.\ds · running after 2\.\ds$`).MatchString(d1.Description) {
+	if !regexp.MustCompile(`^Deployed in \d+\.\ds · running after 5\.\ds$`).MatchString(d1.Description) {
 		t.Errorf("description %q", d1.Description)
 	}
 	sha2 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v2", "exit": 3, "print": ["crashing"]}`)})
