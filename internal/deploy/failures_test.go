@@ -168,10 +168,7 @@ func TestSupersededPushesAreNotRun(t *testing.T) {
 	h := newHarness(t, "busy")
 	deployV1(t, h)
 	app := h.App(t, "web")
-	_, release, ok, err := h.Store.TryLockApp(context.Background(), app.ID) // a job of the app "runs"
-	if err != nil || !ok {
-		t.Fatalf("lock: %v %v", ok, err)
-	}
+	release := h.lockApp(t, app.ID) // a job of the app "runs"
 	sha2 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v2"}`)})
 	sha3 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v3"}`)})
 	var d2 store.Deployment

@@ -148,6 +148,20 @@ func (h *harness) restart(t *testing.T, change func(*options)) {
 	h.start(t, o)
 }
 
+// lockApp takes the app's lock as a job of it would, once the job that just
+// deployed it let go (it holds the lock a moment after its deployment
+// finished); release is idempotent and runs at the test's end too.
+func (h *harness) lockApp(t *testing.T, appID int64) (release func()) {
+	t.Helper()
+	deploytest.Eventually(t, time.Minute, "the app's lock, once its last job let go", func() (bool, error) {
+		_, r, ok, err := h.Store.TryLockApp(context.Background(), appID)
+		release = r
+		return ok, err
+	})
+	t.Cleanup(release)
+	return release
+}
+
 // push commits files on branch and delivers the push webhook as the intake
 // does; it returns the commit's SHA.
 func (h *harness) push(t *testing.T, branch string, files map[string][]byte) string {

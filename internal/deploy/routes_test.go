@@ -122,10 +122,7 @@ func TestRoutesFollowDeploys(t *testing.T) {
 	}
 	// While a job holds the app (it switches the route itself), SyncRoutes
 	// leaves the app's route alone.
-	_, release, ok, err := h.Store.TryLockApp(ctx, app.ID)
-	if err != nil || !ok {
-		t.Fatalf("lock the app: %v %v", ok, err)
-	}
+	release := h.lockApp(t, app.ID)
 	if err := h.engine.SyncRoutes(ctx); err != nil {
 		t.Fatalf("sync routes while the app is locked: %v", err)
 	}
