@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +16,7 @@ import (
 	"github.com/keystone-app/keystone/internal/gittest"
 	"github.com/keystone-app/keystone/internal/router"
 	"github.com/keystone-app/keystone/internal/router/routerapi"
+	"github.com/keystone-app/keystone/internal/router/routertest"
 	"github.com/keystone-app/keystone/internal/store"
 )
 
@@ -55,18 +55,7 @@ func startRouter(t *testing.T) *testRouter {
 
 // get asks the router's data plane for / as host.
 func (tr *testRouter) get(host string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, tr.url+"/", nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Host = host
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b)), err
+	return routertest.GetVia(strings.TrimPrefix(tr.url, "http://"), host)
 }
 
 // TestRoutesFollowDeploys: with a router (domain mode), a first deployment

@@ -185,7 +185,7 @@ func zeroDowntime(t *testing.T, domain string) {
 	sha3 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v3", "health": 500}`)})
 	bad := h.deployOf(t, "web", sha3)
 	mustState(t, bad, store.StateFailed)
-	if st, body, err := getVia(addr, host); err != nil || st != 200 || body != "version=v2" {
+	if st, body, err := routertest.GetVia(addr, host); err != nil || st != 200 || body != "version=v2" {
 		t.Fatalf("after the failed update the proxy answers %d %q %v, want version=v2", st, body, err)
 	}
 
@@ -208,7 +208,7 @@ func zeroDowntime(t *testing.T, domain string) {
 	if l.seen["version=v3"] != 0 {
 		t.Errorf("the unhealthy v3 answered %d requests", l.seen["version=v3"])
 	}
-	if st, body, err := getVia(addr, host); err != nil || st != 200 || body != "version=v1" {
+	if st, body, err := routertest.GetVia(addr, host); err != nil || st != 200 || body != "version=v1" {
 		t.Errorf("after the rollback the proxy answers %d %q %v, want version=v1", st, body, err)
 	}
 	for _, d := range []store.Deployment{deployment(t, h, up.ID), deployment(t, h, rb.ID)} {
@@ -239,22 +239,6 @@ func publishedOnHostPort(t *testing.T, h *harness, port int) int {
 		}
 	}
 	return n
-}
-
-// getVia asks addr for / as host.
-func getVia(addr, host string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Host = host
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(string(b)), err
 }
 
 func deployment(t *testing.T, h *harness, id int64) store.Deployment {

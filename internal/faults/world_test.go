@@ -181,7 +181,7 @@ func (w *world) host() string {
 func (w *world) routed(host, want string, timeout time.Duration) {
 	w.t.Helper()
 	await(w.t, timeout, host+" answering "+want+" through the router", func() bool {
-		st, body, err := getVia(w.proxy.addr, host)
+		st, body, err := routertest.GetVia(w.proxy.addr, host)
 		return err == nil && st == 200 && body == "version="+want
 	})
 }
@@ -358,23 +358,6 @@ func (w *world) serveV1(perSecond int) (sha, host string, l *load) {
 	l = w.startLoad(host, perSecond)
 	await(w.t, 30*time.Second, "the load client gets answers", func() bool { return l.answered() > 20 })
 	return sha, host, l
-}
-
-// getVia asks addr for / as host.
-func getVia(addr, host string) (int, string, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
-	if err != nil {
-		return 0, "", err
-	}
-	req.Host = host
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Do(req)
-	if err != nil {
-		return 0, "", err
-	}
-	defer resp.Body.Close()
-	var b bytes.Buffer
-	_, err = b.ReadFrom(resp.Body)
-	return resp.StatusCode, strings.TrimSpace(b.String()), err
 }
 
 // await polls cond until it holds, failing the test after timeout.
