@@ -36,7 +36,8 @@ func (w *deployWorker) NextRetry(job *river.Job[queue.DeployArgs]) time.Time {
 // app removed while it ran (a preview whose pull request closed) is torn
 // down: the removal's own teardown could not take the lock meanwhile.
 func (w *deployWorker) Work(ctx context.Context, job *river.Job[queue.DeployArgs]) error {
-	err := w.e.work(ctx, job.ID, job.Attempt, job.MaxAttempts, job.Args.DeploymentID)
+	attempt, maxAttempts := queue.Attempts(job.JobRow)
+	err := w.e.work(ctx, job.ID, attempt, maxAttempts, job.Args.DeploymentID)
 	if terr := w.e.teardownIfRemoved(ctx, job.Args.AppID); terr != nil {
 		w.e.logger.WarnContext(ctx, "tear down an app removed while it deployed", slog.Int64("job_id", job.ID),
 			slog.Int64("app_id", job.Args.AppID), slog.String("error", terr.Error()))

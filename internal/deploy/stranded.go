@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
@@ -42,6 +43,13 @@ func (e *Engine) strandedDeployments(ctx context.Context) ([]store.StrandedDeplo
 	if err != nil {
 		return nil, err
 	}
+	// A running job rescued from a dead process is not live: its replacement,
+	// when it had attempts left, is newer and listed too.
+	rescued, err := e.rescuedRunning(ctx, live)
+	if err != nil {
+		return nil, err
+	}
+	maps.DeleteFunc(live, func(_ int64, j *rivertype.JobRow) bool { return rescued[j.ID] })
 	var missing bool
 	for _, d := range unfinished {
 		missing = missing || live[d.ID] == nil
@@ -60,17 +68,31 @@ func (e *Engine) strandedDeployments(ctx context.Context) ([]store.StrandedDeplo
 		}
 		s := store.StrandedDeployment{Deployment: d}
 		if j := all[d.ID]; j != nil {
-			if !finalState(j.State) {
+			if !finalState(j.State) && !rescued[j.ID] {
 				continue // a job became live since the first list
 			}
-			s.Attempts = j.Attempt
-			if len(j.Errors) > 0 {
+			s.Attempts, _ = queue.Attempts(j)
+			if rescued[j.ID] {
+				s.LastError = "the Keystone process running this job died during its last attempt"
+			} else if len(j.Errors) > 0 {
 				s.LastError = j.Errors[len(j.Errors)-1].Error
 			}
 		}
 		out = append(out, s)
 	}
 	return out, nil
+}
+
+// rescuedRunning returns which running jobs of jobs were rescued from a
+// dead process.
+func (e *Engine) rescuedRunning(ctx context.Context, jobs map[int64]*rivertype.JobRow) (map[int64]bool, error) {
+	var ids []int64
+	for _, j := range jobs {
+		if j.State == rivertype.JobStateRunning {
+			ids = append(ids, j.ID)
+		}
+	}
+	return e.store.RescuedJobs(ctx, ids)
 }
 
 // newestDeployJobs lists the deploy jobs in states (all states when none)

@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
 	"testing"
@@ -38,6 +39,7 @@ func TestStrandedDeploymentsHaveNoLiveJob(t *testing.T) {
 		return d
 	}
 	live, cancelled, none := mk(true), mk(true), mk(false)
+	replaced, lastAttempt := mk(true), mk(true)
 	finished := mk(true)
 	if err := storetest.FinishDeployment(ctx, st.Pool(), finished.ID, store.StateSucceeded, "done"); err != nil {
 		t.Fatal(err)
@@ -48,6 +50,23 @@ func TestStrandedDeploymentsHaveNoLiveJob(t *testing.T) {
 	}
 	if _, err := jobs.JobCancel(ctx, newest[cancelled.ID].ID); err != nil {
 		t.Fatal(err)
+	}
+
+	// Two jobs left running by a process that died: one with attempts left
+	// is replaced, one in its last attempt is not (River has no API to make
+	// a job running without working it: the rows are set as a dead process
+	// leaves them).
+	maxAttempts := newest[lastAttempt.ID].MaxAttempts
+	for d, attempt := range map[int64]int{replaced.ID: 1, lastAttempt.ID: maxAttempts} {
+		if _, err := st.Pool().Exec(ctx, `UPDATE river_job SET state = 'running', attempt = $2,
+			attempted_by = ARRAY['keystone_dead_1'], attempted_at = now() - interval '1 minute' WHERE id = $1`,
+			newest[d].ID, attempt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rescuer := &queue.OrphanRescuer{Store: st, Jobs: jobs, ProcessID: "keystone_live_1", Logger: e.logger}
+	if rescued, err := rescuer.Rescue(ctx); err != nil || len(rescued) != 2 {
+		t.Fatalf("rescued %+v (%v), want the two jobs of the dead process", rescued, err)
 	}
 
 	stranded, err := e.strandedDeployments(ctx)
@@ -70,7 +89,15 @@ func TestStrandedDeploymentsHaveNoLiveJob(t *testing.T) {
 	if _, ok := got[none.ID]; !ok {
 		t.Error("a deployment without a job is not reported stranded")
 	}
-	if len(got) != 2 {
-		t.Errorf("%d stranded deployments, want 2: %+v", len(got), got)
+	if _, ok := got[replaced.ID]; ok {
+		t.Error("a deployment whose job was replaced after its process died is reported stranded")
+	}
+	if s, ok := got[lastAttempt.ID]; !ok {
+		t.Error("a deployment whose last attempt died with its process is not reported stranded (River finalizes its job only after RescueStuckJobsAfter)")
+	} else if want := fmt.Sprintf("Keystone stopped during it %d times", maxAttempts); strandedReason(s) != want {
+		t.Errorf("its reason %q, want %q", strandedReason(s), want)
+	}
+	if len(got) != 3 {
+		t.Errorf("%d stranded deployments, want 3: %+v", len(got), got)
 	}
 }

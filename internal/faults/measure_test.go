@@ -145,7 +145,8 @@ func (w *world) tally() tally {
 		(SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NULL),
 		(SELECT count(*) FROM river_job WHERE state = 'completed'),
 		(SELECT count(*) FROM deployments WHERE finished_at IS NULL) +
-		(SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded', 'cancelled')) +
+		(SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded', 'cancelled')
+			AND id NOT IN (SELECT job_id FROM job_rescues)) +
 		(SELECT count(*) FROM github_outbox WHERE state = 'pending')`).Scan(&c.Stored, &c.Unprocessed, &c.Jobs, &c.Unfinished); err != nil {
 		w.t.Errorf("tally: %v", err)
 		return c

@@ -1,13 +1,15 @@
 package queue_test
 
 import (
-	"io"
+	"encoding/json"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/riverqueue/river"
+	"github.com/riverqueue/river/rivertype"
 
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
@@ -15,8 +17,12 @@ import (
 	"github.com/keystone-app/keystone/internal/testlog"
 )
 
-// TestOrphanRescue: a job left running by a dead process is made available at
-// once (or discarded when out of attempts); a live process's job is left alone.
+// TestOrphanRescue: a job left running by a dead process is cancelled and
+// replaced at once by a job with its arguments and the attempts it had left
+// (none when it died in its last attempt); a live process's job is left
+// alone; a second pass, here or in another process, replaces nothing again.
+// Rescue goes through River's API: the state of River's rows is read back to
+// check what River will do with them.
 func TestOrphanRescue(t *testing.T) {
 	st, err := store.Open(t.Context(), storetest.Fresh(t))
 	if err != nil {
@@ -27,8 +33,10 @@ func TestOrphanRescue(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	insert := func(owner string, attempt int) int64 {
-		res, err := client.Insert(t.Context(), queue.PushArgs{DeliveryID: 1}, &river.InsertOpts{MaxAttempts: 3})
+	// River has no API to make a job running without working it in this
+	// process: the rows are set as a process that died would leave them.
+	insert := func(owner string, delivery int64, attempt int) int64 {
+		res, err := client.Insert(t.Context(), queue.PushArgs{DeliveryID: delivery}, &river.InsertOpts{MaxAttempts: 3, Queue: queue.QueueIntake})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -40,42 +48,75 @@ func TestOrphanRescue(t *testing.T) {
 		}
 		return res.Job.ID
 	}
-	dead := insert("keystone_dead_1", 1)
-	deadOutOfAttempts := insert("keystone_dead_1", 3)
-	live := insert("keystone_live_1", 1)
+	dead := insert("keystone_dead_1", 11, 1)
+	deadOutOfAttempts := insert("keystone_dead_1", 12, 3)
+	live := insert("keystone_live_1", 13, 1)
 
-	rescuer := &queue.OrphanRescuer{Store: st, ProcessID: "keystone_live_1",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	var logs testlog.Buffer
+	rescuer := &queue.OrphanRescuer{Store: st, Jobs: client, ProcessID: "keystone_live_1",
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	release, err := rescuer.HoldLiveness(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer release()
-	rescuer.RescueOnce(t.Context())
-
-	want := map[int64]string{dead: "available", deadOutOfAttempts: "discarded", live: "running"}
-	for id, state := range want {
-		var got string
-		if err := st.Pool().QueryRow(t.Context(), `SELECT state FROM river_job WHERE id = $1`, id).Scan(&got); err != nil {
+	rescued, err := rescuer.Rescue(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	byID := map[int64]queue.RescuedJob{}
+	for _, r := range rescued {
+		byID[r.ID] = r
+	}
+	if len(rescued) != 2 || byID[dead].Replacement == 0 || byID[deadOutOfAttempts].ID == 0 || byID[deadOutOfAttempts].Replacement != 0 {
+		t.Fatalf("rescued %+v, want job %d replaced and job %d cancelled only", rescued, dead, deadOutOfAttempts)
+	}
+	for _, id := range []int64{dead, deadOutOfAttempts} {
+		j, err := client.JobGet(t.Context(), id)
+		if err != nil {
 			t.Fatal(err)
 		}
-		if got != state {
-			t.Errorf("job %d: state %s, want %s", id, got, state)
+		if !strings.Contains(string(j.Metadata), "cancel_attempted_at") {
+			t.Errorf("job %d of the dead process: metadata %s, want it marked for cancellation", id, j.Metadata)
+		}
+	}
+	repl, err := client.JobGet(t.Context(), byID[dead].Replacement)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var args queue.PushArgs
+	if err := json.Unmarshal(repl.EncodedArgs, &args); err != nil || repl.State != rivertype.JobStateAvailable || repl.Kind != "push" ||
+		args.DeliveryID != 11 || repl.Queue != queue.QueueIntake || repl.MaxAttempts != 2 {
+		t.Errorf("replacement: state %s kind %s args %s queue %s max attempts %d, want available push of delivery 11 on %s with 2",
+			repl.State, repl.Kind, repl.EncodedArgs, repl.Queue, repl.MaxAttempts, queue.QueueIntake)
+	}
+	if a, m := queue.Attempts(repl); a != 1 || m != 3 {
+		t.Errorf("replacement counts attempts %d of %d, want 1 of 3 (its first is the job's second)", a, m)
+	}
+	if got, err := client.JobGet(t.Context(), live); err != nil || got.State != rivertype.JobStateRunning || strings.Contains(string(got.Metadata), "cancel") {
+		t.Fatalf("the live process's job: %+v (%v), want running, untouched", got, err)
+	}
+
+	// Nothing is rescued twice, by this process or another.
+	other := &queue.OrphanRescuer{Store: st, Jobs: client, ProcessID: "keystone_other_1", Logger: rescuer.Logger}
+	for _, r := range []*queue.OrphanRescuer{rescuer, other} {
+		if again, err := r.Rescue(t.Context()); err != nil || len(again) != 0 {
+			t.Fatalf("second pass by %s rescued %+v (%v), want nothing", r.ProcessID, again, err)
 		}
 	}
 
-	// A process never rescues its own jobs, even without its lock.
+	// A process never rescues its own jobs, even without its lock; once it
+	// is gone, another process does.
 	release()
-	rescuer.RescueOnce(t.Context())
-	var got string
-	if err := st.Pool().QueryRow(t.Context(), `SELECT state FROM river_job WHERE id = $1`, live).Scan(&got); err != nil || got != "running" {
-		t.Fatalf("own job after the lock's release: state %q, err %v, want running", got, err)
+	if own, err := rescuer.Rescue(t.Context()); err != nil || len(own) != 0 {
+		t.Fatalf("own job after the lock's release: rescued %+v (%v), want nothing", own, err)
 	}
-	// Once the live process is gone, another process rescues its job.
-	other := &queue.OrphanRescuer{Store: st, ProcessID: "keystone_other_1", Logger: rescuer.Logger}
 	other.RescueOnce(t.Context())
-	if err := st.Pool().QueryRow(t.Context(), `SELECT state FROM river_job WHERE id = $1`, live).Scan(&got); err != nil || got != "available" {
-		t.Fatalf("job of the stopped process: state %q, err %v", got, err)
+	if done, err := st.RescuedJobs(t.Context(), []int64{live}); err != nil || !done[live] {
+		t.Fatalf("job %d of the stopped process: rescued %v (%v), want it", live, done, err)
+	}
+	if want := fmt.Sprintf(`msg="job of a dead process rescued" job_id=%d`, live); !strings.Contains(logs.String(), want) {
+		t.Errorf("the rescue is not logged (%q):\n%s", want, logs.String())
 	}
 }
 
@@ -102,7 +143,7 @@ func TestLivenessLockRetakenAfterItsConnectionDies(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs testlog.Buffer
-	rescuer := &queue.OrphanRescuer{Store: st, ProcessID: self, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
+	rescuer := &queue.OrphanRescuer{Store: st, Jobs: client, ProcessID: self, Logger: slog.New(slog.NewTextHandler(&logs, nil))}
 	release, err := rescuer.HoldLiveness(t.Context())
 	if err != nil {
 		t.Fatal(err)
@@ -114,16 +155,9 @@ func TestLivenessLockRetakenAfterItsConnectionDies(t *testing.T) {
 	}
 	killed := terminateHolder(t, st, 0x4b50, key)
 
-	rescuer.RescueOnce(t.Context()) // with or without its lock, never its own job
-	jobState := func() string {
-		var got string
-		if err := st.Pool().QueryRow(t.Context(), `SELECT state FROM river_job WHERE id = $1`, res.Job.ID).Scan(&got); err != nil {
-			t.Fatal(err)
-		}
-		return got
-	}
-	if got := jobState(); got != "running" {
-		t.Fatalf("own job after the lock's loss: %s, want running", got)
+	// With or without its lock, never its own job.
+	if got, err := rescuer.Rescue(t.Context()); err != nil || len(got) != 0 {
+		t.Fatalf("own job after the lock's loss: rescued %+v (%v), want nothing", got, err)
 	}
 	deadline := time.Now().Add(20 * store.LockCheckInterval)
 	for {
@@ -139,10 +173,12 @@ func TestLivenessLockRetakenAfterItsConnectionDies(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	other := &queue.OrphanRescuer{Store: st, ProcessID: "keystone_other_1", Logger: rescuer.Logger}
-	other.RescueOnce(t.Context())
-	if got := jobState(); got != "running" {
-		t.Fatalf("job of the live process after another's rescue: %s, want running", got)
+	other := &queue.OrphanRescuer{Store: st, Jobs: client, ProcessID: "keystone_other_1", Logger: rescuer.Logger}
+	if got, err := other.Rescue(t.Context()); err != nil || len(got) != 0 {
+		t.Fatalf("job of the live process: rescued by another %+v (%v), want nothing", got, err)
+	}
+	if j, err := client.JobGet(t.Context(), res.Job.ID); err != nil || j.State != rivertype.JobStateRunning {
+		t.Fatalf("job of the live process: %+v (%v), want running", j, err)
 	}
 	if !strings.Contains(logs.String(), "process liveness lock lost") || !strings.Contains(logs.String(), "taken again") {
 		t.Errorf("the loss and recovery are not logged:\n%s", logs.String())

@@ -97,6 +97,10 @@ func (l lateJobs) InsertTx(ctx context.Context, tx pgx.Tx, args river.JobArgs, o
 	return l.p.jobsClient().InsertTx(ctx, tx, args, opts)
 }
 
+func (l lateJobs) JobCancelTx(ctx context.Context, tx pgx.Tx, id int64) (*rivertype.JobRow, error) {
+	return l.p.jobsClient().JobCancelTx(ctx, tx, id)
+}
+
 func (l lateJobs) JobList(ctx context.Context, params *river.JobListParams) (*river.JobListResult, error) {
 	return l.p.jobsClient().JobList(ctx, params)
 }

@@ -107,65 +107,9 @@ func (s *Store) retakeProcessLock(ctx context.Context, id string, key int32, sto
 	}
 }
 
-// RescuedJob is a job moved out of running because its process died.
-type RescuedJob struct {
-	ID        int64
-	Kind      string
-	Discarded bool // its attempts were used up
-}
-
-// RescueOrphanedJobs finds jobs marked running for longer than grace whose
-// process no longer holds its process lock, and makes them available again
-// at once (or discards them when their attempts are used up), as River's own
-// rescuer would after RescueStuckJobsAfter. The jobs of process self are
-// never touched: the caller is alive, whatever its lock says (a lock lost
-// with its connection is being taken again).
-func (s *Store) RescueOrphanedJobs(ctx context.Context, grace time.Duration, self string) ([]RescuedJob, error) {
-	rows, err := s.pool.Query(ctx, `
-		SELECT DISTINCT attempted_by[array_upper(attempted_by, 1)]
-		FROM river_job
-		WHERE state = 'running' AND attempted_at < now() - $1::interval
-		  AND cardinality(attempted_by) > 0`, grace)
-	if err != nil {
-		return nil, fmt.Errorf("find running jobs: %w", err)
-	}
-	var owners []string
-	for rows.Next() {
-		var o string
-		if err := rows.Scan(&o); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("find running jobs: %w", err)
-		}
-		owners = append(owners, o)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("find running jobs: %w", err)
-	}
-
-	var rescued []RescuedJob
-	for _, owner := range owners {
-		if owner == self {
-			continue
-		}
-		alive, err := s.processAlive(ctx, owner)
-		if err != nil {
-			return rescued, err
-		}
-		if alive {
-			continue
-		}
-		jobs, err := s.rescueJobsOf(ctx, owner, grace)
-		if err != nil {
-			return rescued, err
-		}
-		rescued = append(rescued, jobs...)
-	}
-	return rescued, nil
-}
-
-// processAlive reports whether some session holds owner's process lock.
-func (s *Store) processAlive(ctx context.Context, owner string) (bool, error) {
+// ProcessAlive reports whether some session holds owner's process lock:
+// whether the Keystone process whose job client id is owner is alive.
+func (s *Store) ProcessAlive(ctx context.Context, owner string) (bool, error) {
 	var alive bool
 	err := s.pool.QueryRow(ctx, `
 		SELECT EXISTS (
@@ -177,32 +121,4 @@ func (s *Store) processAlive(ctx context.Context, owner string) (bool, error) {
 		return false, fmt.Errorf("check process %s: %w", owner, err)
 	}
 	return alive, nil
-}
-
-func (s *Store) rescueJobsOf(ctx context.Context, owner string, grace time.Duration) ([]RescuedJob, error) {
-	rows, err := s.pool.Query(ctx, `
-		UPDATE river_job SET
-			state = CASE WHEN attempt >= max_attempts THEN 'discarded'::river_job_state ELSE 'available'::river_job_state END,
-			finalized_at = CASE WHEN attempt >= max_attempts THEN now() END,
-			scheduled_at = now(),
-			errors = array_append(errors, jsonb_build_object(
-				'at', now(), 'attempt', attempt, 'trace', '',
-				'error', 'the Keystone process running this job died; rescued by Keystone')),
-			metadata = metadata || jsonb_build_object('keystone:rescued', true)
-		WHERE state = 'running' AND attempted_at < now() - $2::interval
-		  AND attempted_by[array_upper(attempted_by, 1)] = $1
-		RETURNING id, kind, state = 'discarded'`, owner, grace)
-	if err != nil {
-		return nil, fmt.Errorf("rescue jobs of process %s: %w", owner, err)
-	}
-	defer rows.Close()
-	var out []RescuedJob
-	for rows.Next() {
-		var j RescuedJob
-		if err := rows.Scan(&j.ID, &j.Kind, &j.Discarded); err != nil {
-			return nil, fmt.Errorf("rescue jobs of process %s: %w", owner, err)
-		}
-		out = append(out, j)
-	}
-	return out, rows.Err()
 }

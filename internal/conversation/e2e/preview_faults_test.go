@@ -86,7 +86,8 @@ func (w *world) nothingPending(t *testing.T, timeout time.Duration) {
 		var pending int
 		err := w.Store.Pool().QueryRow(t.Context(), `SELECT
 			(SELECT count(*) FROM deployments WHERE finished_at IS NULL) +
-			(SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded', 'cancelled')) +
+			(SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded', 'cancelled')
+			AND id NOT IN (SELECT job_id FROM job_rescues)) +
 			(SELECT count(*) FROM github_outbox WHERE state = 'pending') +
 			(SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NULL)`).Scan(&pending)
 		return err == nil && pending == 0

@@ -136,8 +136,11 @@ func TestSIGKILLDuringEachStep(t *testing.T) {
 			if !deploytest.Serves(port, want) {
 				t.Fatalf("%s does not serve after recovery", want)
 			}
-			if log := strings.Join(s.Log(t, v2.ID), "\n"); c.resumed && !strings.Contains(log, "interrupted") {
-				t.Errorf("the log does not tell of the interruption:\n%s", log)
+			// The job of the killed process is replaced by one that goes on
+			// counting its attempts.
+			const resumed = "Attempt 2 of 3: the previous attempt was interrupted"
+			if log := strings.Join(s.Log(t, v2.ID), "\n"); c.resumed && !strings.Contains(log, resumed) {
+				t.Errorf("the log does not tell of the interruption (%q):\n%s", resumed, log)
 			}
 		})
 	}

@@ -138,7 +138,8 @@ func (s *stack) settled(t testing.TB) {
 		var pending int
 		err := s.Store.Pool().QueryRow(ctx, `SELECT
 			(SELECT count(*) FROM deployments WHERE finished_at IS NULL) +
-			(SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded', 'cancelled')) +
+			(SELECT count(*) FROM river_job WHERE state NOT IN ('completed', 'discarded', 'cancelled')
+			AND id NOT IN (SELECT job_id FROM job_rescues)) +
 			(SELECT count(*) FROM webhook_deliveries WHERE processed_at IS NULL)`).Scan(&pending)
 		return err == nil && pending == 0, err
 	})
