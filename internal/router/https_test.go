@@ -62,6 +62,25 @@ func TestProxyProcessHTTPS(t *testing.T) {
 	}
 	leaf := state.PeerCertificates[0]
 
+	// Hostile SNI: a name with no route, an IP, garbage bytes, a name too
+	// long, a wildcard, none at all. No handshake completes (no certificate
+	// is shown or ordered for a name the router does not serve), and the
+	// proxy goes on serving the routed host.
+	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 70) + ".apps.test"
+	for _, sni := range []string{"", "other.apps.test", "127.0.0.1", "web.apps.test.evil", "*.apps.test", "a\x00b.apps.test",
+		"web apps test", "wéb.apps.test", long, "web.apps.test:443", "../../etc/passwd"} {
+		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort),
+			&tls.Config{ServerName: sni, InsecureSkipVerify: true}) // any certificate shown at all is the failure
+		if err == nil {
+			names := conn.ConnectionState().PeerCertificates[0].DNSNames
+			conn.Close()
+			t.Fatalf("SNI %q: the handshake completed with a certificate for %v", sni, names)
+		}
+	}
+	if body, _ := httpsGet(); !strings.Contains(body, "proto=https") {
+		t.Fatalf("after hostile SNIs the routed host answers %q", body)
+	}
+
 	// Plain HTTP: a routed host is redirected to HTTPS, an unknown one gets 404.
 	nc := &http.Client{Timeout: 5 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	for host, want := range map[string]struct {
