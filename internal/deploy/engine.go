@@ -86,6 +86,10 @@ type Config struct {
 	// OwnHost is Keystone's own host name (KEYSTONE_PUBLIC_URL's), which
 	// no app may claim.
 	OwnHost string
+	// RouterWait is how long a deployment's switch waits for a router
+	// that does not answer (restarting) before the attempt fails. Default
+	// one minute.
+	RouterWait time.Duration
 }
 
 // limits are the operator's caps as .keystone.yml's parser applies them.
@@ -104,6 +108,7 @@ func (c Config) withDefaults() Config {
 	def(&c.HealthInterval, 100*time.Millisecond)
 	def(&c.NoPathWait, 5*time.Second)
 	def(&c.ReconcileInterval, time.Minute)
+	def(&c.RouterWait, time.Minute)
 	if c.KeepImages <= 0 {
 		c.KeepImages = 5
 	}

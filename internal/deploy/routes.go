@@ -194,7 +194,7 @@ func (e *Engine) routerSwitch(ctx context.Context, r *run, sw Switch) (SwitchRes
 	if err := e.freeHostPort(ctx, r, sw.Prev); err != nil {
 		return res, err
 	}
-	out, err := e.moveRoute(ctx, r, net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)))
+	out, err := e.moveRouteWhenUp(ctx, r, net.JoinHostPort(e.cfg.ProbeHost, strconv.Itoa(port)))
 	if err != nil {
 		return res, err
 	}
