@@ -127,4 +127,3 @@ func TestSwitchWaitsForTheRouter(t *testing.T) {
 		t.Errorf("the deploy job ran %d attempts, want 1", attempts)
 	}
 }
-
