@@ -90,6 +90,10 @@ type Config struct {
 	// that does not answer (restarting) before the attempt fails. Default
 	// one minute.
 	RouterWait time.Duration
+	// DockerWait is how long a failed attempt waits for a Docker engine
+	// that does not answer before it is restored and retried. Default one
+	// minute.
+	DockerWait time.Duration
 }
 
 // limits are the operator's caps as .keystone.yml's parser applies them.
@@ -109,6 +113,7 @@ func (c Config) withDefaults() Config {
 	def(&c.NoPathWait, 5*time.Second)
 	def(&c.ReconcileInterval, time.Minute)
 	def(&c.RouterWait, time.Minute)
+	def(&c.DockerWait, time.Minute)
 	if c.KeepImages <= 0 {
 		c.KeepImages = 5
 	}

@@ -291,6 +291,7 @@ func TestBuildTimeoutFailsTheBuild(t *testing.T) {
 func TestUnreachableEngineEndsErroredAfterItsAttempts(t *testing.T) {
 	h := newHarness(t, "noengine", func(o *options) {
 		o.docker = "unix://" + filepath.Join(t.TempDir(), "no-docker.sock")
+		o.cfg.DockerWait = 500 * time.Millisecond // each attempt waits for the engine first (dockerwait_test.go)
 	})
 	sha := h.push(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1"}))
 	d := h.deployOf(t, "web", sha)
@@ -299,7 +300,8 @@ func TestUnreachableEngineEndsErroredAfterItsAttempts(t *testing.T) {
 		t.Errorf("description %q", d.Description)
 	}
 	log := strings.Join(h.Log(t, d.ID), "\n")
-	for _, want := range []string{"Attempt 1 of 3 failed", "Attempt 2 of 3 failed", "Attempt 3 of 3 failed"} {
+	for _, want := range []string{"Attempt 1 of 3 failed", "Attempt 2 of 3 failed", "Attempt 3 of 3 failed",
+		"Docker still does not answer after 0.5s"} {
 		if !strings.Contains(log, want) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}

@@ -286,6 +286,10 @@ func (e *Engine) retry(ctx context.Context, r *run, err error) error {
 	reason := r.log.redactor.Redact(errorSummary(err))
 	r.logger.WarnContext(ctx, "deploy attempt failed", slog.Int("attempt", r.attempt), slog.String("error", err.Error()))
 	r.log.Printf("Attempt %d of %d failed: %s", r.attempt, r.maxAttempts, err.Error())
+	if e.awaitDocker(ctx, r) && !client.IsErrConnectionFailed(err) {
+		// The engine went away mid-call: the error names only the cut call.
+		reason = clipDescription("Docker unreachable (" + reason + ")")
+	}
 	e.endStep(cctx, r, reason)
 	if app, aerr := e.store.App(cctx, r.app.ID); aerr == nil {
 		if rerr := e.reconcileApp(cctx, r.instance, app, r.logger); rerr != nil {

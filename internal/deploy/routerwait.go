@@ -41,11 +41,11 @@ func (e *Engine) moveRouteWhenUp(ctx context.Context, r *run, target string) (ro
 		if since.IsZero() {
 			since = time.Now()
 			r.log.Printf("The router (keystone proxy) does not answer: waiting up to %s for it before switching; %s keeps serving meanwhile",
-				seconds(e.cfg.RouterWait), shortSHA(r.servingSHA))
+				wholeSeconds(e.cfg.RouterWait), shortSHA(r.servingSHA))
 			r.log.Flush(ctx)
 		}
 		if !time.Now().Before(deadline) {
-			return router.SwitchResult{}, fmt.Errorf("the router did not answer for %s: %w", seconds(e.cfg.RouterWait), err)
+			return router.SwitchResult{}, fmt.Errorf("the router did not answer for %s: %w", wholeSeconds(e.cfg.RouterWait), err)
 		}
 		select {
 		case <-ctx.Done():
