@@ -51,8 +51,9 @@ type world struct {
 }
 
 // newWorld starts the system for scenario name; its report row, with
-// faults described, is added when the test ends.
-func newWorld(t *testing.T, name, faults string) *world {
+// faults described, is added when the test ends. Each before changes the
+// world (its environment) before `keystone serve` starts.
+func newWorld(t *testing.T, name, faults string, before ...func(*world)) *world {
 	t.Helper()
 	e := deploytest.New(t, name)
 	repo := "octo/" + name
@@ -66,6 +67,9 @@ func newWorld(t *testing.T, name, faults string) *world {
 		"KEYSTONE_PORT_RANGE": e.PortRange.String(), "KEYSTONE_APP_HOST": "127.0.0.1",
 		"KEYSTONE_GITHUB_WEB_URL": e.Git.URL, "KEYSTONE_APPS_DOMAIN": domain,
 		"KEYSTONE_PROXY_ADMIN": "unix://" + w.proxy.sock,
+	}
+	for _, b := range before {
+		b(w)
 	}
 	w.start()
 	w.row = row{Scenario: name, Faults: faults}
@@ -91,12 +95,15 @@ func (w *world) start() {
 	})
 }
 
-// killAndRestart SIGKILLs `keystone serve`, waits until the dead process's
-// running jobs are old enough for the next process's rescuer, and starts
-// it again.
-func (w *world) killAndRestart() {
+// killAndRestart SIGKILLs `keystone serve`, runs afterKill (undoing a
+// scenario's hold on it), waits until the dead process's running jobs are
+// old enough for the next process's rescuer, and starts it again.
+func (w *world) killAndRestart(afterKill ...func()) {
 	w.t.Helper()
 	w.ks.Kill()
+	for _, f := range afterKill {
+		f()
+	}
 	await(w.t, time.Minute, "the dead process's jobs older than the rescue grace", func() bool {
 		var young int
 		err := w.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM river_job

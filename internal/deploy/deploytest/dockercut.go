@@ -31,6 +31,10 @@ type DockerCut struct {
 	cuts          int
 	armed         []byte        // a request line part that cuts when sent
 	armedCut      chan struct{} // closed when the armed cut happened
+	hold          func([]byte) bool
+	held          chan struct{} // closed when a request was held
+	release       chan struct{} // closed to let held requests through
+	dropHeld      bool          // at release: drop the held request
 }
 
 // NewDockerCut serves the cut in front of docker's engine until the test
@@ -53,7 +57,7 @@ func NewDockerCut(t testing.TB, docker *client.Client) *DockerCut {
 	c := &DockerCut{t: t, sock: filepath.Join(dir, "docker.sock"), network: network, addr: addr, conns: map[net.Conn]bool{}}
 	c.Host = "unix://" + c.sock
 	c.Restore()
-	t.Cleanup(c.Cut)
+	t.Cleanup(func() { c.Release(); c.Cut() })
 	return c
 }
 
@@ -90,6 +94,36 @@ func (c *DockerCut) CutAt(part string) <-chan struct{} {
 	defer c.mu.Unlock()
 	c.armed, c.armedCut = []byte(part), make(chan struct{})
 	return c.armedCut
+}
+
+// HoldAt holds the first request whose bytes match from the moment it is
+// sent, the engine not seeing it, until Release: a test so stops Keystone
+// at an exact call (creating or starting a container, removing one). The
+// channel is closed once a request is held. A held request goes on to the
+// engine at Release even if its sender is gone meanwhile, as a request
+// sent just before a crash would.
+func (c *DockerCut) HoldAt(match func(request []byte) bool) <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.hold, c.held, c.release = match, make(chan struct{}), make(chan struct{})
+	return c.held
+}
+
+// Release lets a held request through and holds no more.
+func (c *DockerCut) Release() { c.letGo(false) }
+
+// Drop closes a held request's connection, the engine never seeing it (as
+// if its sender died just before sending it), and holds no more.
+func (c *DockerCut) Drop() { c.letGo(true) }
+
+func (c *DockerCut) letGo(drop bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.dropHeld = drop
+	if c.release != nil {
+		close(c.release)
+	}
+	c.hold, c.held, c.release = nil, nil, nil
 }
 
 // Restore listens again; it fails the test if the socket cannot be made.
@@ -166,6 +200,9 @@ func (c *DockerCut) pipe(dst, src net.Conn, toEngine bool) {
 		if n > 0 && toEngine && c.cutOn(buf[:n]) {
 			return
 		}
+		if n > 0 && toEngine && c.holdOn(buf[:n]) {
+			return
+		}
 		if n > 0 {
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
@@ -175,6 +212,24 @@ func (c *DockerCut) pipe(dst, src net.Conn, toEngine bool) {
 			return // EOF or cut: either side ending ends both
 		}
 	}
+}
+
+// holdOn waits for Release or Drop when p is the request to hold; it
+// reports whether the request is dropped.
+func (c *DockerCut) holdOn(p []byte) bool {
+	c.mu.Lock()
+	if c.hold == nil || c.held == nil || !c.hold(p) {
+		c.mu.Unlock()
+		return false
+	}
+	held, release := c.held, c.release
+	c.held = nil // one request only
+	c.mu.Unlock()
+	close(held)
+	<-release
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dropHeld
 }
 
 // cutOn cuts when p holds the armed request part.
