@@ -186,7 +186,7 @@ func (e *Engine) pipeline(ctx context.Context, r *run) error {
 	if r.d, err = e.store.SetDeploymentImage(ctx, r.d.ID, imageID); err != nil {
 		return err
 	}
-	if err := e.step(ctx, r, "start", descStarting(r.d.SHA)); err != nil {
+	if err := e.step(ctx, r, StepStart, descStarting(r.d.SHA)); err != nil {
 		return err
 	}
 	if err := e.removeContainersOf(ctx, r.instance, r.app, r.d); err != nil {
@@ -224,13 +224,13 @@ func (e *Engine) image(ctx context.Context, r *run) (string, error) {
 		}
 		r.log.Printf("The image of deployment #%d is no longer kept: fetching and building %s again", target.ID, shortSHA(r.d.SHA))
 	}
-	if err := e.step(ctx, r, "fetch", descFetching(r.d.SHA)); err != nil {
+	if err := e.step(ctx, r, StepFetch, descFetching(r.d.SHA)); err != nil {
 		return "", err
 	}
 	if err := e.fetch(ctx, r); err != nil {
 		return "", err
 	}
-	if err := e.step(ctx, r, "build", descBuilding(r.d.SHA)); err != nil {
+	if err := e.step(ctx, r, StepBuild, descBuilding(r.d.SHA)); err != nil {
 		return "", err
 	}
 	return e.buildImage(ctx, r)

@@ -122,7 +122,7 @@ func (e *Engine) keepOutput(ctx context.Context, r *run, id string) {
 // old images. The deployment has succeeded already: problems here are
 // logged only.
 func (e *Engine) cleanup(ctx context.Context, r *run, prev string, hasPrev, routed bool) {
-	pos, err := e.store.StartStep(ctx, r.d.ID, "cleanup")
+	pos, err := e.store.StartStep(ctx, r.d.ID, StepCleanup)
 	if err != nil {
 		r.logger.WarnContext(ctx, "record cleanup", slog.String("error", err.Error()))
 	}

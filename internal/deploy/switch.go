@@ -47,12 +47,22 @@ type SwitchResult struct {
 	Drained, Failed int
 }
 
-// Steps a switch reports.
+// Steps a deployment records (its step rows, and its row's step while it
+// runs). A switch reports StepSwitch, StepHealth and StepRestore.
 const (
+	StepFetch   = "fetch"
+	StepBuild   = "build"
+	StepStart   = "start"
 	StepSwitch  = "switch"
 	StepHealth  = "health"
 	StepRestore = "restore"
+	StepCleanup = "cleanup"
 )
+
+// RoutedSteps are the steps of an update switched through the router, in
+// order (StepRestore is StopStart's only: through the router the serving
+// version never stops). The fault suite kills `keystone serve` at each.
+var RoutedSteps = []string{StepFetch, StepBuild, StepStart, StepSwitch, StepHealth, StepCleanup}
 
 // StopStart is today's switch: both containers want the app's one host port,
 // so the old one stops only once the new one is created and ready to start;
