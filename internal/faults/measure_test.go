@@ -310,3 +310,10 @@ func (w *world) startLoad(host string, perSecond int) *load {
 	w.loads = append(w.loads, l)
 	return l
 }
+
+// seenVersion reports whether a request was answered by version v.
+func (l *load) seenVersion(v string) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.seen["version="+v] > 0
+}
