@@ -46,6 +46,10 @@ type service struct {
 	route    Route
 	current  *backend
 	switchMu sync.Mutex // one switch of this service at a time
+	// earlier are targets replaced by earlier switches whose requests were
+	// still in flight when those switches returned (their caller hung up,
+	// or the drain timed out); under switchMu.
+	earlier []*backend
 
 	requests atomic.Int64
 	failures atomic.Int64

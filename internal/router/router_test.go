@@ -401,3 +401,72 @@ func freePort(t *testing.T) int {
 }
 
 func closedPort(t *testing.T) string { return fmt.Sprintf("127.0.0.1:%d", freePort(t)) }
+
+// TestSwitchWaitsForAnEarlierDrain: a switch whose caller hung up while it
+// drained (Keystone killed mid-switch) leaves a request in flight on the
+// target it replaced; the next switch waits for that request too before it
+// returns, as its caller then stops every target but the new one.
+func TestSwitchWaitsForAnEarlierDrain(t *testing.T) {
+	r, front := newRouter(t, t.TempDir())
+	v1, v2, v3 := routertest.NewBackend(t, "v1"), routertest.NewBackend(t, "v2"), routertest.NewBackend(t, "v3")
+	put(t, r, router.Route{Service: "web", Hosts: []string{"web.example.com"}, Target: v1.Addr()})
+	slow := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, front.URL+"/hold", nil)
+		req.Host = "web.example.com"
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	routertest.Eventually(t, 5*time.Second, "the held request in flight", func() bool { return v1.SlowInFlight() == 1 })
+
+	// The first switch's caller goes away during the drain.
+	ctx, cancel := context.WithCancel(context.Background())
+	first := make(chan error, 1)
+	go func() {
+		_, err := r.Switch(ctx, "web", router.SwitchRequest{Target: v2.Addr()})
+		first <- err
+	}()
+	routertest.Eventually(t, 5*time.Second, "route moved to v2", func() bool {
+		rt, _ := r.Route("web")
+		return rt.Target == v2.Addr()
+	})
+	cancel()
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+
+	done := make(chan router.SwitchResult, 1)
+	go func() {
+		res, err := r.Switch(context.Background(), "web", router.SwitchRequest{Target: v3.Addr()})
+		if err != nil {
+			t.Error(err)
+		}
+		done <- res
+	}()
+	routertest.Eventually(t, 5*time.Second, "route moved to v3", func() bool {
+		rt, _ := r.Route("web")
+		return rt.Target == v3.Addr()
+	})
+	// Asked at once and again a moment later: the switch is still draining.
+	for range 2 {
+		select {
+		case res := <-done:
+			t.Fatalf("the second switch returned while a request was in flight on v1: %+v", res)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	v1.Release()
+	res := <-done
+	if got := <-slow; got != "200 v1" {
+		t.Fatalf("slow request = %q, want 200 v1", got)
+	}
+	if res.DrainTimedOut != 0 || res.Previous != v2.Addr() {
+		t.Fatalf("result = %+v, want nothing timed out, previous v2 (%s)", res, v2.Addr())
+	}
+}

@@ -179,6 +179,25 @@ func (r *Router) Switch(ctx context.Context, name string, req SwitchRequest) (Sw
 	}
 	start := time.Now()
 	res.Drained, res.Failed, res.DrainTimedOut = old.drain(ctx, drain)
+	// Targets replaced earlier whose drain nobody waited out (a switch
+	// whose caller died mid-drain) are waited for too: the caller stops
+	// every target that is not current once this returns, and a request
+	// still on one of those would be cut.
+	var still []*backend
+	if res.DrainTimedOut > 0 {
+		still = append(still, old)
+	}
+	for _, b := range s.earlier {
+		if b.addr == req.Target {
+			continue // serving again: its requests finish where they are
+		}
+		_, _, left := b.drain(ctx, drain-time.Since(start))
+		res.DrainTimedOut += left
+		if left > 0 {
+			still = append(still, b)
+		}
+	}
+	s.earlier = still
 	res.DrainMillis = time.Since(start).Milliseconds()
 	r.log.Info("router: switched", "service", name, "from", old.addr, "to", req.Target,
 		"drained", res.Drained, "failed", res.Failed, "drain_timed_out", res.DrainTimedOut, "drain_ms", res.DrainMillis)
