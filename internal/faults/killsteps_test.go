@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -18,15 +19,23 @@ import (
 	"github.com/keystone-app/keystone/internal/store"
 )
 
-// stepReporting is the last stretch of an update: the deployment has
-// ended and its statuses are on their way to GitHub (the outbox).
-const stepReporting = "reporting"
+// Moments of an update that are no step of their own: draining, the end
+// of the health step, when the router has moved traffic to the new
+// version and waits for the old one's requests in flight; reporting, once
+// the deployment has ended and its statuses are on their way to GitHub
+// (the outbox).
+const (
+	stepDraining  = "draining"
+	stepReporting = "reporting"
+)
 
 // killSteps are the moments `keystone serve` is killed at: queued, each
-// step an update through the router records (deploy.RoutedSteps), and
-// reporting.
+// step an update through the router records (deploy.RoutedSteps) with
+// draining after the health check, and reporting.
 func killSteps() []string {
-	return slices.Concat([]string{store.StateQueued}, deploy.RoutedSteps, []string{stepReporting})
+	steps := slices.Clone(deploy.RoutedSteps)
+	steps = slices.Insert(steps, slices.Index(steps, deploy.StepHealth)+1, stepDraining)
+	return slices.Concat([]string{store.StateQueued}, steps, []string{stepReporting})
 }
 
 // landing pushes version v and returns once the update is at its step,
@@ -69,6 +78,30 @@ var landings = map[string]landing{
 		// It takes a few seconds to listen.
 		sha := w.push(gittest.Behaviour{Version: v, StartDelay: 4 * time.Second})
 		w.waitStep(w.deploymentOf(sha), deploy.StepHealth)
+		return sha, nil
+	},
+	stepDraining: func(w *world, _ *deploytest.DockerCut, v string) (string, func()) {
+		// A slow request to the serving version is in flight when the
+		// router moves the route: the switch waits for it (drain).
+		sha := w.push(gittest.Behaviour{Version: v, StartDelay: 3 * time.Second})
+		id := w.deploymentOf(sha)
+		w.waitStep(id, deploy.StepHealth)
+		before := w.routeTarget()
+		slow := w.slowRequest(15 * time.Second)
+		await(w.t, time.Minute, "the route moved, the old version draining", func() bool {
+			target := w.routeTarget()
+			return target != "" && target != before && !w.finished(id)
+		})
+		select {
+		case err := <-slow:
+			w.t.Fatalf("the slow request ended before the kill: %v", err)
+		default:
+		}
+		w.t.Cleanup(func() {
+			if err := <-slow; err != nil {
+				w.t.Errorf("the request in flight while serve was killed draining: %v", err)
+			}
+		})
 		return sha, nil
 	},
 	deploy.StepCleanup: func(w *world, cut *deploytest.DockerCut, v string) (string, func()) {
@@ -210,4 +243,42 @@ func (w *world) outboxPending() int {
 		w.t.Errorf("outbox: %v", err)
 	}
 	return n
+}
+
+// routeTarget is where the router sends app web's requests now.
+func (w *world) routeTarget() string {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	routes, err := w.proxy.client.Routes(ctx)
+	if err != nil {
+		w.t.Fatalf("list routes: %v", err)
+	}
+	service := deploy.RouteService(w.App(w.t, "web"))
+	for _, r := range routes {
+		if r.Service == service {
+			return r.Target
+		}
+	}
+	return ""
+}
+
+// slowRequest asks the serving version through the router for an answer
+// that takes d, and sends nil on the channel when it got one.
+func (w *world) slowRequest(d time.Duration) <-chan error {
+	host, addr := w.host(), w.proxy.addr
+	done := make(chan error, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/slow?for="+d.String(), nil)
+		req.Host = host
+		resp, err := (&http.Client{Timeout: d + time.Minute}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("answered %s", resp.Status)
+			}
+		}
+		done <- err
+	}()
+	return done
 }

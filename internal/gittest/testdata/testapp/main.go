@@ -113,6 +113,13 @@ func serve(b behaviour) {
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
 		fmt.Fprintf(w, "version=%s\n", b.Version)
 	})
+	// /slow?for=5s answers like / after a while (at most a minute): a
+	// request in flight while traffic moves away.
+	mux.HandleFunc("GET /slow", func(w http.ResponseWriter, r *http.Request) {
+		d, _ := time.ParseDuration(r.URL.Query().Get("for"))
+		time.Sleep(min(d, time.Minute))
+		fmt.Fprintf(w, "version=%s\n", b.Version)
+	})
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(b.Health)
 		fmt.Fprintf(w, "health=%d\n", b.Health)
