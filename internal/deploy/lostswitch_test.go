@@ -2,7 +2,6 @@ package deploy_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -17,9 +16,11 @@ import (
 )
 
 // lostSwitch is the router whose answers to the next lose switches are
-// lost: the switch is carried out, the engine gets an error (as when the
-// proxy dies right after switching, or the database fails before the
-// deployment is finished).
+// errors although the switch was carried out (as when the router moved the
+// traffic but could not save its route table, or the database fails
+// before the deployment is finished). An error the router answers, not a
+// connection lost: a switch whose answer was lost is asked again
+// (routerwait.go).
 type lostSwitch struct {
 	deploy.RouteTable
 	lose atomic.Int32
@@ -28,7 +29,7 @@ type lostSwitch struct {
 func (l *lostSwitch) Switch(ctx context.Context, service string, body routerapi.SwitchBody) (router.SwitchResult, error) {
 	res, err := l.RouteTable.Switch(ctx, service, body)
 	if err == nil && l.lose.Add(-1) >= 0 {
-		return router.SwitchResult{}, errors.New("router: connection reset after the switch")
+		return router.SwitchResult{}, &routerapi.APIError{Status: 500, Message: "switch " + service + ": traffic moved but the route table was not saved"}
 	}
 	return res, err
 }
