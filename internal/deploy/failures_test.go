@@ -306,6 +306,10 @@ func TestUnreachableEngineEndsErroredAfterItsAttempts(t *testing.T) {
 			t.Errorf("log lacks %q:\n%s", want, log)
 		}
 	}
+	// A retry after a failed attempt is not an interruption.
+	if strings.Contains(log, "interrupted") {
+		t.Errorf("the log calls an ordinary retry an interruption:\n%s", log)
+	}
 	deploytest.Eventually(t, 10*time.Second, "no job pending", func() (bool, error) {
 		var pending int
 		err := h.Store.Pool().QueryRow(context.Background(), `SELECT count(*) FROM river_job

@@ -99,7 +99,10 @@ func (e *Engine) work(ctx context.Context, jobID int64, attempt, maxAttempts int
 		// Without its secrets the app cannot run as configured.
 		return e.retry(ctx, r, secretsErr)
 	}
-	if d.State == store.StateRunning {
+	if d.State == store.StateRunning && d.Step == store.StateQueued {
+		// An ordinary retry: the failed attempt said why and restored the app.
+		r.log.Printf("Attempt %d of %d", attempt, maxAttempts)
+	} else if d.State == store.StateRunning {
 		r.log.Printf("Attempt %d of %d: the previous attempt was interrupted; starting again from a safe point", attempt, maxAttempts)
 		if err := e.store.FinishOpenSteps(ctx, d.ID, "interrupted"); err != nil {
 			return e.retry(ctx, r, err)
