@@ -51,8 +51,9 @@ type world struct {
 }
 
 // newWorld starts the system for scenario name; its report row, with
-// faults described, is added when the test ends.
-func newWorld(t *testing.T, name, faults string) *world {
+// faults described, is added when the test ends. env ("KEY=value") adds to
+// or overrides `keystone serve`'s environment.
+func newWorld(t *testing.T, name, faults string, env ...string) *world {
 	t.Helper()
 	e := deploytest.New(t, name)
 	repo := "octo/" + name
@@ -66,6 +67,10 @@ func newWorld(t *testing.T, name, faults string) *world {
 		"KEYSTONE_PORT_RANGE": e.PortRange.String(), "KEYSTONE_APP_HOST": "127.0.0.1",
 		"KEYSTONE_GITHUB_WEB_URL": e.Git.URL, "KEYSTONE_APPS_DOMAIN": domain,
 		"KEYSTONE_PROXY_ADMIN": "unix://" + w.proxy.sock,
+	}
+	for _, kv := range env {
+		k, v, _ := strings.Cut(kv, "=")
+		w.env[k] = v
 	}
 	w.start()
 	w.row = row{Scenario: name, Faults: faults}
