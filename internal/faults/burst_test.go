@@ -40,17 +40,49 @@ func TestPushBurstManyApps(t *testing.T) {
 		names = append(names, fmt.Sprintf("octo/svc-%02d", i))
 	}
 	w.GitHub.AddInstallation(deploytest.Installation, "octo", append([]string{w.repo}, names...)...)
-	made := time.Now()
-	for _, name := range names {
+	// The first app serves v0 before the burst, with traffic through the
+	// router all along: the burst must not cost it a request.
+	first := &service{repo: w.Git.CreateRepo(t, names[0], deploytest.Installation, w.GitHub.RepositoryID(names[0]))}
+	w.GitHub.SetPermission(names[0], "alice", "write")
+	v0 := first.repo.Commit(t, "main", w.files(gittest.Behaviour{Version: "v0"}), "v0")
+	w.hooks.deliver("push", first.repo.PushEvent("main", v0, "alice"))
+	svcs = append(svcs, first)
+	for _, name := range names[1:] {
 		w.GitHub.SetPermission(name, "alice", "write")
-		s := &service{repo: w.Git.CreateRepo(t, name, deploytest.Installation, w.GitHub.RepositoryID(name))}
-		for v := 1; v <= perApp; v++ {
-			files := w.files(gittest.Behaviour{Version: fmt.Sprintf("v%d", v)})
-			s.shas = append(s.shas, s.repo.Commit(t, "main", files, fmt.Sprintf("v%d", v)))
-		}
-		svcs = append(svcs, s)
+		svcs = append(svcs, &service{repo: w.Git.CreateRepo(t, name, deploytest.Installation, w.GitHub.RepositoryID(name))})
+	}
+	// The commits, a few repositories at a time (git is mostly process
+	// start-up: the repositories do not share a lock).
+	made := time.Now()
+	var commits sync.WaitGroup
+	slots := make(chan struct{}, 4)
+	for _, s := range svcs {
+		commits.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			for v := 1; v <= perApp; v++ {
+				files := w.files(gittest.Behaviour{Version: fmt.Sprintf("v%d", v)})
+				if s == first || v > 1 { // the binary, Dockerfile and .keystone.yml stay: commit the change only
+					files = map[string][]byte{"behaviour.json": files["behaviour.json"]}
+				}
+				s.shas = append(s.shas, s.repo.Commit(t, "main", files, fmt.Sprintf("v%d", v)))
+			}
+		})
+	}
+	commits.Wait()
+	if t.Failed() {
+		t.FailNow()
 	}
 	t.Logf("%d commits made in %.1fs", apps*perApp, time.Since(made).Seconds())
+	if st := w.statusIn(first.repo.FullName, v0, 5*time.Minute); !strings.HasPrefix(st, "success") {
+		t.Fatalf("%s v0: %s", first.repo.FullName, st)
+	}
+	app0, err := w.Store.AppByName(context.Background(), first.repo.Owner, first.repo.Name, "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.routed(deploy.DefaultHost(app0, domain), "v0", time.Minute)
+	l := w.startLoad(deploy.DefaultHost(app0, domain), 20)
 
 	// The burst: every repository's pushes at once, each in order.
 	burst := time.Now()
@@ -105,9 +137,14 @@ func TestPushBurstManyApps(t *testing.T) {
 	if superseded == 0 {
 		t.Errorf("no push of the burst was superseded: the burst did not overtake anything")
 	}
+	sent, failures := l.finish()
+	if len(failures) != 0 {
+		t.Errorf("%d of %d requests to %s through the router failed: %v", len(failures), sent, first.repo.FullName,
+			firstFailures(failures, 5))
+	}
 	w.settled()
 	w.noOverlap()
-	w.storedOnce("push", apps*perApp)
+	w.storedOnce("push", apps*perApp+1) // and the first app's v0
 	w.row.Faults += fmt.Sprintf(" (%d superseded, %d overtaken but deployed; settled in %.0fs)", superseded, deployed,
 		time.Since(burst).Seconds())
 }
