@@ -5,6 +5,7 @@ package faults_test
 import (
 	"bufio"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"strconv"
@@ -153,9 +154,12 @@ func TestSoak(t *testing.T) {
 			{"goroutines", func(s sample) float64 { return s.Goroutines }, 20},
 			{"open fds", func(s sample) float64 { return s.FDs }, 10},
 		} {
-			growth := slope(second, c.of) * span.Minutes()
+			perMinute, se := slope(second, c.of)
+			growth := perMinute * span.Minutes()
 			trend += fmt.Sprintf(", %s %+.1f", c.what, growth)
-			if growth > c.allowance {
+			// Beyond the allowance and beyond the samples' noise (three
+			// standard errors): a short soak's few samples are noisy.
+			if growth > c.allowance && perMinute > 3*se {
 				t.Errorf("%s trend in the second half: %+.2f a minute, %+.1f over the %s soak (allowed %.0f)",
 					c.what, growth/span.Minutes(), growth, span, c.allowance)
 			}
@@ -174,8 +178,9 @@ type timed struct {
 	s  sample
 }
 
-// slope is the least-squares trend of of(sample) per minute.
-func slope(ts []timed, of func(sample) float64) float64 {
+// slope is the least-squares trend of of(sample) per minute, and its
+// standard error.
+func slope(ts []timed, of func(sample) float64) (perMinute, se float64) {
 	var mx, my float64
 	for _, t := range ts {
 		mx += t.at.Minutes() / float64(len(ts))
@@ -187,8 +192,14 @@ func slope(ts []timed, of func(sample) float64) float64 {
 		sxy += dx * (of(t.s) - my)
 		sxx += dx * dx
 	}
-	if sxx == 0 {
-		return 0
+	if sxx == 0 || len(ts) < 3 {
+		return 0, 0
 	}
-	return sxy / sxx
+	perMinute = sxy / sxx
+	var rss float64
+	for _, t := range ts {
+		r := of(t.s) - my - perMinute*(t.at.Minutes()-mx)
+		rss += r * r
+	}
+	return perMinute, math.Sqrt(rss / float64(len(ts)-2) / sxx)
 }
