@@ -30,11 +30,6 @@ import (
 func TestPushBurstManyApps(t *testing.T) {
 	const apps, perApp = 20, 10
 	w := newWorld(t, "burst-20-apps", fmt.Sprintf("%d pushes at once across %d apps (%d repositories)", apps*perApp, apps, apps))
-	type service struct {
-		repo *gittest.Repo
-		shas []string
-	}
-	var svcs []*service
 	var names []string
 	for i := range apps {
 		names = append(names, fmt.Sprintf("octo/svc-%02d", i))
@@ -42,47 +37,21 @@ func TestPushBurstManyApps(t *testing.T) {
 	w.GitHub.AddInstallation(deploytest.Installation, "octo", append([]string{w.repo}, names...)...)
 	// The first app serves v0 before the burst, with traffic through the
 	// router all along: the burst must not cost it a request.
-	first := &service{repo: w.Git.CreateRepo(t, names[0], deploytest.Installation, w.GitHub.RepositoryID(names[0]))}
-	w.GitHub.SetPermission(names[0], "alice", "write")
+	first := w.service(names[0])
 	v0 := first.repo.Commit(t, "main", w.files(gittest.Behaviour{Version: "v0"}), "v0")
+	first.seeded = true
 	w.hooks.deliver("push", first.repo.PushEvent("main", v0, "alice"))
-	svcs = append(svcs, first)
+	svcs := []*service{first}
 	for _, name := range names[1:] {
-		w.GitHub.SetPermission(name, "alice", "write")
-		svcs = append(svcs, &service{repo: w.Git.CreateRepo(t, name, deploytest.Installation, w.GitHub.RepositoryID(name))})
+		svcs = append(svcs, w.service(name))
 	}
-	// The commits, a few repositories at a time (git is mostly process
-	// start-up: the repositories do not share a lock).
-	made := time.Now()
-	var commits sync.WaitGroup
-	slots := make(chan struct{}, 4)
-	for _, s := range svcs {
-		commits.Go(func() {
-			slots <- struct{}{}
-			defer func() { <-slots }()
-			for v := 1; v <= perApp; v++ {
-				files := w.files(gittest.Behaviour{Version: fmt.Sprintf("v%d", v)})
-				if s == first || v > 1 { // the binary, Dockerfile and .keystone.yml stay: commit the change only
-					files = map[string][]byte{"behaviour.json": files["behaviour.json"]}
-				}
-				s.shas = append(s.shas, s.repo.Commit(t, "main", files, fmt.Sprintf("v%d", v)))
-			}
-		})
-	}
-	commits.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
-	t.Logf("%d commits made in %.1fs", apps*perApp, time.Since(made).Seconds())
+	w.commitVersions(svcs, perApp)
 	if st := w.statusIn(first.repo.FullName, v0, 5*time.Minute); !strings.HasPrefix(st, "success") {
 		t.Fatalf("%s v0: %s", first.repo.FullName, st)
 	}
-	app0, err := w.Store.AppByName(context.Background(), first.repo.Owner, first.repo.Name, "web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.routed(deploy.DefaultHost(app0, domain), "v0", time.Minute)
-	l := w.startLoad(deploy.DefaultHost(app0, domain), 20)
+	host0 := deploy.DefaultHost(w.serviceApp(first), domain)
+	w.routed(host0, "v0", time.Minute)
+	l := w.startLoad(host0, 20)
 
 	// The burst: every repository's pushes at once, each in order.
 	burst := time.Now()
@@ -108,30 +77,8 @@ func TestPushBurstManyApps(t *testing.T) {
 
 	superseded, deployed := 0, 0
 	for _, s := range svcs {
-		newest := s.shas[len(s.shas)-1]
-		for _, sha := range s.shas {
-			st := w.statusIn(s.repo.FullName, sha, 10*time.Minute)
-			switch {
-			case sha == newest:
-				if !strings.HasPrefix(st, "success") {
-					t.Errorf("%s: the newest push %s: %s", s.repo.FullName, sha[:7], st)
-				}
-			case strings.HasPrefix(st, "error Not deployed: superseded by "):
-				superseded++
-			case strings.HasPrefix(st, "success"):
-				deployed++
-			default:
-				t.Errorf("%s: overtaken push %s: %q, want superseded or deployed", s.repo.FullName, sha[:7], st)
-			}
-		}
-		app, err := w.Store.AppByName(context.Background(), s.repo.Owner, s.repo.Name, "web")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got := w.deploymentSHA(app.CurrentDeploymentID); got != newest {
-			t.Errorf("%s serves %s, not its newest push %s", s.repo.FullName, got[:7], newest[:7])
-		}
-		w.routed(deploy.DefaultHost(app, domain), fmt.Sprintf("v%d", perApp), time.Minute)
+		sup, dep := w.onNewest(s, fmt.Sprintf("v%d", perApp))
+		superseded, deployed = superseded+sup, deployed+dep
 	}
 	t.Logf("burst settled in %.1fs: %d superseded, %d overtaken but deployed", time.Since(burst).Seconds(), superseded, deployed)
 	if superseded == 0 {
@@ -147,6 +94,89 @@ func TestPushBurstManyApps(t *testing.T) {
 	w.storedOnce("push", apps*perApp+1) // and the first app's v0
 	w.row.Faults += fmt.Sprintf(" (%d superseded, %d overtaken but deployed; settled in %.0fs)", superseded, deployed,
 		time.Since(burst).Seconds())
+}
+
+// service is one repository of the burst, holding app "web", and the
+// commits to push to it.
+type service struct {
+	repo   *gittest.Repo
+	shas   []string
+	seeded bool // the app's files are committed already
+}
+
+// service creates repository fullName (installed already), alice a writer.
+func (w *world) service(fullName string) *service {
+	w.GitHub.SetPermission(fullName, "alice", "write")
+	return &service{repo: w.Git.CreateRepo(w.t, fullName, deploytest.Installation, w.GitHub.RepositoryID(fullName))}
+}
+
+// serviceApp is s's app web.
+func (w *world) serviceApp(s *service) store.App {
+	w.t.Helper()
+	app, err := w.Store.AppByName(context.Background(), s.repo.Owner, s.repo.Name, "web")
+	if err != nil {
+		w.t.Fatal(err)
+	}
+	return app
+}
+
+// commitVersions commits v1..vN of the test app to each service, a few
+// repositories at a time (git is mostly process start-up, and the
+// repositories share no lock).
+func (w *world) commitVersions(svcs []*service, n int) {
+	w.t.Helper()
+	made := time.Now()
+	var commits sync.WaitGroup
+	slots := make(chan struct{}, 4)
+	for _, s := range svcs {
+		commits.Go(func() {
+			slots <- struct{}{}
+			defer func() { <-slots }()
+			for v := 1; v <= n; v++ {
+				files := w.files(gittest.Behaviour{Version: fmt.Sprintf("v%d", v)})
+				if v > 1 || s.seeded {
+					// The binary, Dockerfile and .keystone.yml stay: commit the change only.
+					files = map[string][]byte{"behaviour.json": files["behaviour.json"]}
+				}
+				s.shas = append(s.shas, s.repo.Commit(w.t, "main", files, fmt.Sprintf("v%d", v)))
+			}
+		})
+	}
+	commits.Wait()
+	if w.t.Failed() {
+		w.t.FailNow()
+	}
+	w.t.Logf("%d commits made in %.1fs", len(svcs)*n, time.Since(made).Seconds())
+}
+
+// onNewest waits for the final status of each of s's pushes: the newest
+// deployed, each overtaken one superseded or deployed; s's app serves the
+// newest, answering newest through the router. It returns how many were
+// superseded and how many overtaken ones deployed.
+func (w *world) onNewest(s *service, version string) (superseded, deployed int) {
+	w.t.Helper()
+	newest := s.shas[len(s.shas)-1]
+	for _, sha := range s.shas {
+		st := w.statusIn(s.repo.FullName, sha, 10*time.Minute)
+		switch {
+		case sha == newest:
+			if !strings.HasPrefix(st, "success") {
+				w.t.Errorf("%s: the newest push %s: %s", s.repo.FullName, sha[:7], st)
+			}
+		case strings.HasPrefix(st, "error Not deployed: superseded by "):
+			superseded++
+		case strings.HasPrefix(st, "success"):
+			deployed++
+		default:
+			w.t.Errorf("%s: overtaken push %s: %q, want superseded or deployed", s.repo.FullName, sha[:7], st)
+		}
+	}
+	app := w.serviceApp(s)
+	if got := w.deploymentSHA(app.CurrentDeploymentID); got != newest {
+		w.t.Errorf("%s serves %s, not its newest push %s", s.repo.FullName, got[:7], newest[:7])
+	}
+	w.routed(deploy.DefaultHost(app, domain), version, time.Minute)
+	return superseded, deployed
 }
 
 // statusIn waits for sha's last status in repository fullName to leave
@@ -220,22 +250,7 @@ func TestPreviewBurst(t *testing.T) {
 	opened := time.Now()
 	w.pullRequests("opened", heads, repoID)
 
-	var served, refused []int
-	for n := 1; n <= prs; n++ {
-		st := w.finalStatus(heads[n], 5*time.Minute)
-		switch {
-		case strings.HasPrefix(st, "success"):
-			served = append(served, n)
-		case strings.HasPrefix(st, "error ") && strings.Contains(st, "KEYSTONE_MAX_PREVIEWS"):
-			refused = append(refused, n)
-			label := "io.keystone.app=" + w.repo + "/" + store.PreviewName("web", n)
-			if c := w.Containers(t, label); len(c) != 0 {
-				t.Errorf("refused preview of #%d has %d containers", n, len(c))
-			}
-		default:
-			t.Errorf("preview of #%d: %q, want success or refused over the cap", n, st)
-		}
-	}
+	served, refused := w.previewsOpened(heads)
 	t.Logf("previews settled %.1fs after the burst: %v served, %v refused", time.Since(opened).Seconds(), served, refused)
 	if len(served) != limit || len(refused) != prs-limit {
 		t.Errorf("%d previews served and %d refused, want %d and %d", len(served), len(refused), limit, prs-limit)
@@ -243,15 +258,7 @@ func TestPreviewBurst(t *testing.T) {
 	if n := len(w.Containers(t, "io.keystone.preview")); n != len(served) {
 		t.Errorf("%d preview containers, want %d", n, len(served))
 	}
-	var hosts []string
-	for _, n := range served {
-		app, err := w.Store.AppByName(context.Background(), w.Repo.Owner, w.Repo.Name, store.PreviewName("web", n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		hosts = append(hosts, deploy.DefaultHost(app, domain))
-		w.routed(hosts[len(hosts)-1], fmt.Sprintf("pr-%d", n), time.Minute)
-	}
+	hosts := w.previewsRouted(served)
 	w.settled()
 
 	closed := time.Now()
@@ -285,6 +292,45 @@ func TestPreviewBurst(t *testing.T) {
 	}
 	w.storedOnce("pull_request", 2*prs)
 	w.row.Faults += fmt.Sprintf(" (%d served, %d refused; orphaned after close %s)", len(served), len(refused), c.orphaned())
+}
+
+// previewsOpened waits for the preview status of each pull request of
+// heads (number → head SHA) and returns those served and those refused
+// over the cap, which must have no container.
+func (w *world) previewsOpened(heads map[int]string) (served, refused []int) {
+	w.t.Helper()
+	for n := 1; n <= len(heads); n++ {
+		st := w.finalStatus(heads[n], 5*time.Minute)
+		switch {
+		case strings.HasPrefix(st, "success"):
+			served = append(served, n)
+		case strings.HasPrefix(st, "error ") && strings.Contains(st, "KEYSTONE_MAX_PREVIEWS"):
+			refused = append(refused, n)
+			label := "io.keystone.app=" + w.repo + "/" + store.PreviewName("web", n)
+			if c := w.Containers(w.t, label); len(c) != 0 {
+				w.t.Errorf("refused preview of #%d has %d containers", n, len(c))
+			}
+		default:
+			w.t.Errorf("preview of #%d: %q, want success or refused over the cap", n, st)
+		}
+	}
+	return served, refused
+}
+
+// previewsRouted waits until each served preview answers its head's
+// version on its own host name through the router, and returns the hosts.
+func (w *world) previewsRouted(served []int) []string {
+	w.t.Helper()
+	var hosts []string
+	for _, n := range served {
+		app, err := w.Store.AppByName(context.Background(), w.Repo.Owner, w.Repo.Name, store.PreviewName("web", n))
+		if err != nil {
+			w.t.Fatal(err)
+		}
+		hosts = append(hosts, deploy.DefaultHost(app, domain))
+		w.routed(hosts[len(hosts)-1], fmt.Sprintf("pr-%d", n), time.Minute)
+	}
+	return hosts
 }
 
 // pullRequests delivers action for each pull request of heads at once.

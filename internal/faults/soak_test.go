@@ -136,40 +136,50 @@ func TestSoak(t *testing.T) {
 	if b.FDs > a.FDs+10 {
 		t.Errorf("open fds grew from %.0f to %.0f over %d updates", a.FDs, b.FDs, n-1)
 	}
-	// The trend of the second half (warm-up over), over the whole soak.
-	trend := ""
+	trend := soakTrend(t, during, span)
+	w.row.Faults = fmt.Sprintf("%s of pushes and traffic, %d updates: RSS %.0f→%.0f MiB, goroutines %.0f→%.0f, fds %.0f→%.0f",
+		span, n-1, a.RSS/mib, b.RSS/mib, a.Goroutines, b.Goroutines, a.FDs, b.FDs)
+	if trend != "" {
+		w.row.Faults += "; second half's trend over the soak:" + strings.TrimPrefix(trend, ",")
+	}
+}
+
+// soakTrend checks the least-squares trend of the samples of the second
+// half of a soak of length span (warm-up over): taken over the whole soak,
+// it must stay within the same allowance as the first-to-last growth, or
+// within three standard errors of the samples' noise. It returns the
+// trends for the report.
+func soakTrend(t *testing.T, during []timed, span time.Duration) string {
+	t.Helper()
+	const mib = 1 << 20
 	var second []timed
 	for _, s := range during {
 		if s.at >= span/2 {
 			second = append(second, s)
 		}
 	}
-	if len(second) >= 5 {
-		for _, c := range []struct {
-			what      string
-			of        func(sample) float64
-			allowance float64
-		}{
-			{"RSS (MiB)", func(s sample) float64 { return s.RSS / mib }, 32},
-			{"goroutines", func(s sample) float64 { return s.Goroutines }, 20},
-			{"open fds", func(s sample) float64 { return s.FDs }, 10},
-		} {
-			perMinute, se := slope(second, c.of)
-			growth := perMinute * span.Minutes()
-			trend += fmt.Sprintf(", %s %+.1f", c.what, growth)
-			// Beyond the allowance and beyond the samples' noise (three
-			// standard errors): a short soak's few samples are noisy.
-			if growth > c.allowance && perMinute > 3*se {
-				t.Errorf("%s trend in the second half: %+.2f a minute, %+.1f over the %s soak (allowed %.0f)",
-					c.what, growth/span.Minutes(), growth, span, c.allowance)
-			}
+	if len(second) < 5 {
+		return ""
+	}
+	trend := ""
+	for _, c := range []struct {
+		what      string
+		of        func(sample) float64
+		allowance float64
+	}{
+		{"RSS (MiB)", func(s sample) float64 { return s.RSS / mib }, 32},
+		{"goroutines", func(s sample) float64 { return s.Goroutines }, 20},
+		{"open fds", func(s sample) float64 { return s.FDs }, 10},
+	} {
+		perMinute, se := slope(second, c.of)
+		growth := perMinute * span.Minutes()
+		trend += fmt.Sprintf(", %s %+.1f", c.what, growth)
+		if growth > c.allowance && perMinute > 3*se {
+			t.Errorf("%s trend in the second half: %+.2f a minute, %+.1f over the %s soak (allowed %.0f)",
+				c.what, perMinute, growth, span, c.allowance)
 		}
 	}
-	w.row.Faults = fmt.Sprintf("%s of pushes and traffic, %d updates: RSS %.0f→%.0f MiB, goroutines %.0f→%.0f, fds %.0f→%.0f",
-		span, n-1, a.RSS/mib, b.RSS/mib, a.Goroutines, b.Goroutines, a.FDs, b.FDs)
-	if trend != "" {
-		w.row.Faults += "; second half's trend over the soak:" + strings.TrimPrefix(trend, ",")
-	}
+	return trend
 }
 
 // timed is a sample and when, since the soak began, it was taken.
