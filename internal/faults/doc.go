@@ -5,7 +5,7 @@
 // time, and assert only on what is observable from outside: database rows,
 // Docker, the fake GitHub's records and the apps' answers through the
 // router. The tests are built only with the `faults` build tag
-// (scripts/faults.sh sets it; `make test` vets them with it but does not run
-// them: they take minutes of the machine); each adds a row to the report
-// table printed at the end.
+// (scripts/faults.sh sets it; `make test` vets them with it and runs only a
+// reduced set, KEYSTONE_FAULTS_QUICK=1: the whole suite takes minutes of
+// the machine); each adds a row to the report table printed at the end.
 package faults

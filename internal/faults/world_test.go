@@ -113,6 +113,17 @@ func (w *world) killAndRestart(afterKill ...func()) {
 	w.start()
 }
 
+// withEnv adds to or overrides `keystone serve`'s environment ("KEY=value"
+// each), for newWorld.
+func withEnv(kv ...string) func(*world) {
+	return func(w *world) {
+		for _, e := range kv {
+			k, v, _ := strings.Cut(e, "=")
+			w.env[k] = v
+		}
+	}
+}
+
 // files is the test app answering b.Version as app "web" on main.
 func (w *world) files(b gittest.Behaviour) map[string][]byte {
 	f := gittest.AppFiles(w.t, "", b)

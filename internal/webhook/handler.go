@@ -177,10 +177,14 @@ func (h *Handler) handle(r *http.Request, event, guid string) (int, answer) {
 		return http.StatusUnauthorized, answer{Status: "unauthorized", Error: err.Error()}
 	}
 	release() // signed by GitHub: no longer an unverified body
+	// Every refusal is logged with the delivery id it came with: an
+	// operator looking into a failed delivery on GitHub must find it.
 	switch {
 	case event == "":
+		log.Warn("webhook refused: missing X-GitHub-Event header")
 		return http.StatusBadRequest, answer{Status: "bad_request", Error: "missing X-GitHub-Event header"}
 	case !guidPattern.MatchString(guid):
+		log.Warn("webhook refused: missing or malformed X-GitHub-Delivery header")
 		return http.StatusBadRequest, answer{Status: "bad_request", Error: "missing or malformed X-GitHub-Delivery header"}
 	}
 

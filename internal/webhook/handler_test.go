@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +19,7 @@ import (
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
+	"github.com/keystone-app/keystone/internal/testlog"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
 
@@ -45,13 +47,19 @@ func setup(t *testing.T) *testBundle {
 
 func newRouter(t testing.TB, st *store.Store) http.Handler {
 	t.Helper()
+	return newRouterLogging(t, st, discardLogger())
+}
+
+// newRouterLogging is newRouter with the handler logging to logger.
+func newRouterLogging(t testing.TB, st *store.Store, logger *slog.Logger) http.Handler {
+	t.Helper()
 	jobs, err := queue.NewClient(st.Pool(), nil, queue.Config{DeployWorkers: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
 	intake := queue.NewIntake(st, jobs)
 	t.Cleanup(intake.Close)
-	h, err := webhook.NewHandler(webhook.Config{Secret: testSecret}, intake, discardLogger(), prometheus.NewRegistry())
+	h, err := webhook.NewHandler(webhook.Config{Secret: testSecret}, intake, logger, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,8 +268,13 @@ func TestGitHubSignatureVector(t *testing.T) {
 	}
 }
 
+// TestBadRequests: each malformed request is refused, stores nothing and
+// leaves a warning naming its delivery id in the log (an operator asked
+// why GitHub shows a failed delivery must find it).
 func TestBadRequests(t *testing.T) {
 	b := setup(t)
+	var logs testlog.Buffer
+	b.router = newRouterLogging(t, b.store, slog.New(slog.NewJSONHandler(&logs, nil)))
 	push := fixture(t, "push/with-new-branch.payload.json")
 	cases := []struct {
 		name, event, guid string
@@ -282,6 +295,9 @@ func TestBadRequests(t *testing.T) {
 			rec := b.deliver(t, c.event, c.guid, c.body, map[string]string{"X-GitHub-Event": c.event, "X-GitHub-Delivery": c.guid})
 			if rec.Code != c.code {
 				t.Fatalf("got %d, want %d: %s", rec.Code, c.code, rec.Body)
+			}
+			if c.code >= 400 && !loggedRefusal(logs.String(), c.guid) {
+				t.Errorf("refused with %d but no warning with delivery_id %q logged:\n%s", c.code, c.guid, logs.String())
 			}
 		})
 	}
@@ -469,4 +485,20 @@ func withCloneURL(t *testing.T, body []byte, url string) []byte {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// loggedRefusal reports whether log (JSON lines) has a warning refusing
+// delivery guid.
+func loggedRefusal(log, guid string) bool {
+	for _, line := range strings.Split(log, "\n") {
+		var l struct {
+			Level, Msg string
+			Delivery   string `json:"delivery_id"`
+		}
+		if json.Unmarshal([]byte(line), &l) == nil && l.Level == "WARN" && l.Delivery == guid &&
+			strings.HasPrefix(l.Msg, "webhook refused") {
+			return true
+		}
+	}
+	return false
 }
