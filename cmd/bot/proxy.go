@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -53,12 +54,12 @@ func proxy(ctx context.Context, e env) error {
 	if cm != nil {
 		certList = cm
 	}
-	servers := []*served{{name: "admin", ln: adminLn, srv: newServer(routerapi.Handler(r, certList), log)}}
+	servers := []*served{{name: "admin", ln: adminLn, srv: newServer(routerapi.Handler(r, certList), slog.NewLogLogger(log.Handler(), slog.LevelWarn))}}
 	if rc.DomainMode() {
 		var plain http.Handler = r
 		if cm != nil {
 			plain = cm.HTTPHandler(r.RedirectHTTPS()) // HTTP-01 challenges, else to https
-			s, err := listen("https", rc.HTTPSAddr, r, log)
+			s, err := listen("https", rc.HTTPSAddr, r, r.ServerErrorLog(log))
 			if err != nil {
 				return err
 			}
@@ -66,7 +67,7 @@ func proxy(ctx context.Context, e env) error {
 			s.tls = true
 			servers = append(servers, s)
 		}
-		s, err := listen("http", rc.HTTPAddr, plain, log)
+		s, err := listen("http", rc.HTTPAddr, plain, r.ServerErrorLog(log))
 		if err != nil {
 			return err
 		}
@@ -93,22 +94,23 @@ type served struct {
 	tls  bool
 }
 
-func newServer(h http.Handler, log *slog.Logger) *http.Server {
+// newServer is one listener's server; errorLog gets net/http's own lines.
+func newServer(h http.Handler, errorLog *stdlog.Logger) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10, // a huge Host or header gets 431, not memory
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		ErrorLog:          errorLog,
 	}
 }
 
-func listen(name, addr string, h http.Handler, log *slog.Logger) (*served, error) {
+func listen(name, addr string, h http.Handler, errorLog *stdlog.Logger) (*served, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("proxy %s listener: %w", name, err)
 	}
-	return &served{name: name, ln: ln, srv: newServer(h, log)}, nil
+	return &served{name: name, ln: ln, srv: newServer(h, errorLog)}, nil
 }
 
 // runServers serves until ctx ends or one server fails, then shuts all down,

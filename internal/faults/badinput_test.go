@@ -5,13 +5,16 @@ package faults_test
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -63,12 +66,25 @@ func TestBadInput(t *testing.T) {
 		comments = append(comments, d.GUID)
 	}
 	badFiles := w.badYML(rng, ymls)
+	refusedBefore := w.proxy.refused()
+	var refusedByRouter int64
 	for i := range hosts {
 		h := garbageHost(rng, i)
-		if code, err := rawGet(w.proxy.addr, h); err != nil || code >= 500 {
+		code, body, err := rawGet(w.proxy.addr, h)
+		if err != nil || code >= 500 {
 			t.Errorf("the router answered %d (%v) to Host %q", code, err, h)
 		}
+		// net/http itself refuses some bytes ("400 Bad Request: malformed
+		// Host header") before the router sees them; these are the router's.
+		if strings.Contains(body, "400 bad request: malformed Host") || strings.Contains(body, "No app is served at") {
+			refusedByRouter++
+		}
 	}
+	// The router counts each refusal and its log accounts for every one.
+	if got := w.proxy.refused() - refusedBefore; got != refusedByRouter {
+		t.Errorf("the router counted %d refusals of the garbage Hosts, it answered %d", got, refusedByRouter)
+	}
+	await(t, 30*time.Second, "every refusal of the router in its log", func() bool { return w.proxy.refusalsLogged() == w.proxy.refused() })
 
 	// Keystone still deploys (an alice command may have locked the app).
 	c := w.GitHub.AddComment(w.repo, 5, "alice", "/keystone unlock web")
@@ -100,7 +116,8 @@ func TestBadInput(t *testing.T) {
 	if len(unlogged) > 0 {
 		t.Errorf("%d of %d rejections not in serve's log, e.g. %v", len(unlogged), rejections, unlogged[:min(len(unlogged), 10)])
 	}
-	w.row.Faults += fmt.Sprintf(" (answers %v; %d rejections, all logged with their delivery id)", byCode, rejections)
+	w.row.Faults += fmt.Sprintf(" (answers %v; %d rejections, all logged with their delivery id; %d garbage Hosts refused by the router, counted and logged in summary lines, the rest by net/http)",
+		byCode, rejections, refusedByRouter)
 }
 
 // badDelivery returns the i-th bad delivery: a kind chosen by i, its
@@ -194,21 +211,62 @@ func garbageHost(rng *rand.Rand, i int) string {
 }
 
 // rawGet sends GET / with Host host as raw bytes (Go's client refuses to
-// send a malformed Host) and returns the status code of the answer.
-func rawGet(addr, host string) (int, error) {
+// send a malformed Host) and returns the status code and body of the answer.
+func rawGet(addr, host string) (int, string, error) {
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	defer c.Close()
 	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := fmt.Fprintf(c, "GET / HTTP/1.1\r\nHost: %s\r\nConnection: close\r\n\r\n", host); err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	return resp.StatusCode, string(b), err
+}
+
+// refused is the router's count of the requests and handshakes it refused
+// itself (keystone_router_refused_total, every reason).
+func (p *proxyProc) refused() int64 {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	m, err := p.client.Metrics(ctx)
+	if err != nil {
+		p.t.Fatalf("router metrics: %v", err)
+	}
+	var n int64
+	for _, l := range strings.Split(m, "\n") {
+		if rest, ok := strings.CutPrefix(l, "keystone_router_refused_total{"); ok {
+			_, v, _ := strings.Cut(rest, "} ")
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				p.t.Fatalf("router metrics: %q: %v", l, err)
+			}
+			n += int64(f)
+		}
+	}
+	return n
+}
+
+// refusalsLogged sums the counts of the router's "router: refused" summary
+// lines in its output.
+func (p *proxyProc) refusalsLogged() int64 {
+	var n int64
+	for _, l := range strings.Split(p.out.String(), "\n") {
+		var e struct {
+			Msg   string
+			Count int64
+		}
+		if json.Unmarshal([]byte(l), &e) == nil && e.Msg == "router: refused" {
+			n += e.Count
+		}
+	}
+	return n
 }

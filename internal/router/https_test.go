@@ -67,8 +67,9 @@ func TestProxyProcessHTTPS(t *testing.T) {
 	// is shown or ordered for a name the router does not serve), and the
 	// proxy goes on serving the routed host.
 	long := strings.Repeat("a", 63) + "." + strings.Repeat("b", 63) + "." + strings.Repeat("c", 63) + "." + strings.Repeat("d", 70) + ".apps.test"
-	for _, sni := range []string{"", "other.apps.test", "127.0.0.1", "web.apps.test.evil", "*.apps.test", "a\x00b.apps.test",
-		"web apps test", "wéb.apps.test", long, "web.apps.test:443", "../../etc/passwd"} {
+	hostileSNIs := []string{"", "other.apps.test", "127.0.0.1", "web.apps.test.evil", "*.apps.test", "a\x00b.apps.test",
+		"web apps test", "wéb.apps.test", long, "web.apps.test:443", "../../etc/passwd"}
+	for _, sni := range hostileSNIs {
 		conn, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", fmt.Sprintf("127.0.0.1:%d", httpsPort),
 			&tls.Config{ServerName: sni, InsecureSkipVerify: true}) // any certificate shown at all is the failure
 		if err == nil {
@@ -79,6 +80,10 @@ func TestProxyProcessHTTPS(t *testing.T) {
 	}
 	if body, _ := httpsGet(); !strings.Contains(body, "proto=https") {
 		t.Fatalf("after hostile SNIs the routed host answers %q", body)
+	}
+	// Each refused handshake is counted (and summarised in the log).
+	if m, err := p.admin.Metrics(ctx); err != nil || !strings.Contains(m, fmt.Sprintf(`keystone_router_refused_total{reason="tls_handshake"} %d`, len(hostileSNIs))) {
+		t.Fatalf("refused handshakes not counted (%v):\n%s", err, m)
 	}
 
 	// Plain HTTP: a routed host is redirected to HTTPS, an unknown one gets 404.

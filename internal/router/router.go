@@ -31,6 +31,8 @@ type Router struct {
 	state *stateFile
 	proxy *httputil.ReverseProxy
 	ports *portListeners
+	// rejects counts and logs what the router refuses itself.
+	rejects *rejections
 
 	// writeMu serialises changes to the table (and the state file), so that
 	// each write holds every earlier change; requests never take it.
@@ -63,6 +65,9 @@ type Options struct {
 	// interface, as an app's published host port would be).
 	PortHost string
 	Logger   *slog.Logger
+	// RejectLogEvery is the window of the refusals' summary lines (default
+	// one second).
+	RejectLogEvery time.Duration
 }
 
 // New returns a Router serving the routes stored under opts.StateDir.
@@ -75,7 +80,8 @@ func New(opts Options) (*Router, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &Router{log: log, state: st, services: map[string]*service{}, hosts: map[string]*service{}}
+	r := &Router{log: log, state: st, services: map[string]*service{}, hosts: map[string]*service{},
+		rejects: newRejections(log, opts.RejectLogEvery)}
 	r.proxy = &httputil.ReverseProxy{
 		Rewrite:      rewrite,
 		Transport:    &retryTransport{base: newTransport(), router: r},
@@ -117,6 +123,7 @@ func newTransport() *http.Transport {
 func (r *Router) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	host, ok := NormalizeHost(req.Host)
 	if !ok {
+		r.rejects.note(RejectMalformedHost, req.Host)
 		http.Error(w, "400 bad request: malformed Host", http.StatusBadRequest)
 		return
 	}
@@ -137,6 +144,7 @@ func (r *Router) servePort(name string, w http.ResponseWriter, req *http.Request
 func (r *Router) serveLocked(w http.ResponseWriter, req *http.Request, svc *service, host string) {
 	if svc == nil {
 		r.mu.RUnlock()
+		r.rejects.note(RejectUnknownHost, host)
 		notFound(w, host)
 		return
 	}

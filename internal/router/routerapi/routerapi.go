@@ -38,6 +38,7 @@ type Router interface {
 	Delete(ctx context.Context, name string) error
 	Switch(ctx context.Context, name string, req router.SwitchRequest) (router.SwitchResult, error)
 	Stats() []router.Stats
+	Rejected() map[string]int64
 }
 
 // Certificates lists certificate state; nil when TLS is off.
@@ -191,11 +192,12 @@ var (
 	descRequests = prometheus.NewDesc("keystone_router_requests_total", "Requests routed to a service.", []string{"service"}, nil)
 	descFailures = prometheus.NewDesc("keystone_router_upstream_failures_total", "Requests the router answered 502 because the target failed.", []string{"service"}, nil)
 	descExpiry   = prometheus.NewDesc("keystone_router_certificate_expiry_timestamp_seconds", "Expiry of a host's stored certificate.", []string{"host", "issuer"}, nil)
+	descRefused  = prometheus.NewDesc("keystone_router_refused_total", "Requests and TLS handshakes the router refused itself (malformed or unknown Host, unknown SNI).", []string{"reason"}, nil)
 	descCertErr  = prometheus.NewDesc("keystone_router_certificate_error", "1 when the last attempt to get a host's certificate failed.", []string{"host"}, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descRoutes, descRequests, descFailures, descExpiry, descCertErr} {
+	for _, d := range []*prometheus.Desc{descRoutes, descRequests, descFailures, descRefused, descExpiry, descCertErr} {
 		ch <- d
 	}
 }
@@ -206,6 +208,9 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	for _, s := range stats {
 		ch <- prometheus.MustNewConstMetric(descRequests, prometheus.CounterValue, float64(s.Requests), s.Service)
 		ch <- prometheus.MustNewConstMetric(descFailures, prometheus.CounterValue, float64(s.Failures), s.Service)
+	}
+	for reason, n := range c.r.Rejected() {
+		ch <- prometheus.MustNewConstMetric(descRefused, prometheus.CounterValue, float64(n), reason)
 	}
 	if c.certs == nil {
 		return
