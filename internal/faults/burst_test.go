@@ -179,23 +179,6 @@ func (w *world) onNewest(s *service, version string) (superseded, deployed int) 
 	return superseded, deployed
 }
 
-// statusIn waits for sha's last status in repository fullName to leave
-// pending and returns it.
-func (w *world) statusIn(fullName, sha string, timeout time.Duration) string {
-	w.t.Helper()
-	var last string
-	await(w.t, timeout, "a final status of "+fullName+"@"+sha[:7], func() bool {
-		sts := w.GitHub.Statuses(fullName, sha)
-		if len(sts) == 0 {
-			return false
-		}
-		s := sts[len(sts)-1]
-		last = s.State + " " + s.Description
-		return s.State != "pending"
-	})
-	return last
-}
-
 // storedOnce fails the test unless want deliveries of event are stored,
 // each GUID once.
 func (w *world) storedOnce(event string, want int) {

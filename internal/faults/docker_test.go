@@ -28,10 +28,7 @@ const dockerDown = 10 * time.Second
 // pending or orphaned, and a later push deploys.
 func TestDockerUnreachable(t *testing.T) {
 	var cut *deploytest.DockerCut
-	w := newWorld(t, "docker-down", "Docker unreachable ~10 s during a build, during a switch", func(w *world) {
-		cut = deploytest.NewDockerCut(t, w.Docker)
-		w.env["DOCKER_HOST"] = cut.Host
-	})
+	w := newWorld(t, "docker-down", "Docker unreachable ~10 s during a build, during a switch", withDockerCut(&cut))
 	_, host, l := w.serveV1(40)
 
 	// Cut while the image builds.

@@ -139,10 +139,7 @@ var landings = map[string]landing{
 // and answers, one container serves, nothing is pending or orphaned.
 func TestKillServeDuringUpdate(t *testing.T) {
 	var cut *deploytest.DockerCut
-	w := newWorld(t, "kill-serve", "SIGKILL keystone serve at each step of an update", func(w *world) {
-		cut = deploytest.NewDockerCut(t, w.Docker)
-		w.env["DOCKER_HOST"] = cut.Host
-	})
+	w := newWorld(t, "kill-serve", "SIGKILL keystone serve at each step of an update", withDockerCut(&cut))
 	_, host, l := w.serveV1(40)
 	var hit, missed []string
 	for i, step := range killSteps() {

@@ -124,6 +124,15 @@ func withEnv(kv ...string) func(*world) {
 	}
 }
 
+// withDockerCut puts a DockerCut between `keystone serve` and Docker and
+// hands it over in *cut, for newWorld.
+func withDockerCut(cut **deploytest.DockerCut) func(*world) {
+	return func(w *world) {
+		*cut = deploytest.NewDockerCut(w.t, w.Docker)
+		w.env["DOCKER_HOST"] = (*cut).Host
+	}
+}
+
 // files is the test app answering b.Version as app "web" on main.
 func (w *world) files(b gittest.Behaviour) map[string][]byte {
 	f := gittest.AppFiles(w.t, "", b)
@@ -155,9 +164,16 @@ func (w *world) commit(b gittest.Behaviour) string {
 // finalStatus waits for sha's keystone/web status to leave pending.
 func (w *world) finalStatus(sha string, timeout time.Duration) string {
 	w.t.Helper()
+	return w.statusIn(w.repo, sha, timeout)
+}
+
+// statusIn waits for sha's last status in repository fullName to leave
+// pending and returns it.
+func (w *world) statusIn(fullName, sha string, timeout time.Duration) string {
+	w.t.Helper()
 	var last string
-	await(w.t, timeout, "a final status of "+sha[:7], func() bool {
-		sts := w.GitHub.Statuses(w.repo, sha)
+	await(w.t, timeout, "a final status of "+fullName+"@"+sha[:7], func() bool {
+		sts := w.GitHub.Statuses(fullName, sha)
 		if len(sts) == 0 {
 			return false
 		}

@@ -7,7 +7,6 @@ import (
 	"testing"
 
 	"github.com/keystone-app/keystone/internal/queue"
-	"github.com/keystone-app/keystone/internal/store"
 	"github.com/keystone-app/keystone/internal/store/storetest"
 	"github.com/keystone-app/keystone/internal/webhook"
 )
@@ -16,15 +15,7 @@ import (
 // committed in shared batches yet each is stored once with one job, and every
 // repeat is reported as a duplicate.
 func TestIntakeGroupCommit(t *testing.T) {
-	st, err := store.Open(t.Context(), storetest.Fresh(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	jobs, err := queue.NewClient(st.Pool(), nil, queue.Config{DeployWorkers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, jobs := storeAndJobs(t)
 	intake := queue.NewIntake(st, jobs)
 	defer intake.Close()
 

@@ -8,8 +8,6 @@ import (
 	"github.com/riverqueue/river"
 
 	"github.com/keystone-app/keystone/internal/queue"
-	"github.com/keystone-app/keystone/internal/store"
-	"github.com/keystone-app/keystone/internal/store/storetest"
 	"github.com/keystone-app/keystone/internal/testlog"
 )
 
@@ -17,15 +15,7 @@ import (
 // state, listed through River's API, and tells a dead process's rescued job
 // (running in River's eyes until River finalizes it) from a running one.
 func TestJobsGauge(t *testing.T) {
-	st, err := store.Open(t.Context(), storetest.Fresh(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	client, err := queue.NewClient(st.Pool(), nil, queue.Config{DeployWorkers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, client := storeAndJobs(t)
 	var ids []int64
 	for i := range 3 {
 		res, err := client.Insert(t.Context(), queue.PushArgs{DeliveryID: int64(i + 1)}, &river.InsertOpts{MaxAttempts: 3})

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
 
@@ -24,15 +25,7 @@ import (
 // Rescue goes through River's API: the state of River's rows is read back to
 // check what River will do with them.
 func TestOrphanRescue(t *testing.T) {
-	st, err := store.Open(t.Context(), storetest.Fresh(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	client, err := queue.NewClient(st.Pool(), nil, queue.Config{DeployWorkers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, client := storeAndJobs(t)
 	// River has no API to make a job running without working it in this
 	// process: the rows are set as a process that died would leave them.
 	insert := func(owner string, delivery int64, attempt int) int64 {
@@ -124,15 +117,7 @@ func TestOrphanRescue(t *testing.T) {
 // process takes its lock again, so other processes do not take its running
 // jobs for orphans; and its own rescuer never re-queues them meanwhile.
 func TestLivenessLockRetakenAfterItsConnectionDies(t *testing.T) {
-	st, err := store.Open(t.Context(), storetest.Fresh(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	client, err := queue.NewClient(st.Pool(), nil, queue.Config{DeployWorkers: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, client := storeAndJobs(t)
 	res, err := client.Insert(t.Context(), queue.PushArgs{DeliveryID: 1}, &river.InsertOpts{MaxAttempts: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -183,4 +168,20 @@ func TestLivenessLockRetakenAfterItsConnectionDies(t *testing.T) {
 	if !strings.Contains(logs.String(), "process liveness lock lost") || !strings.Contains(logs.String(), "taken again") {
 		t.Errorf("the loss and recovery are not logged:\n%s", logs.String())
 	}
+}
+
+// storeAndJobs opens a fresh database and a job client on it that inserts
+// and lists only (no workers run).
+func storeAndJobs(t *testing.T) (*store.Store, *river.Client[pgx.Tx]) {
+	t.Helper()
+	st, err := store.Open(t.Context(), storetest.Fresh(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(st.Close)
+	client, err := queue.NewClient(st.Pool(), nil, queue.Config{DeployWorkers: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, client
 }

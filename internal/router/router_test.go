@@ -160,19 +160,7 @@ func TestSwitchDrainsInFlight(t *testing.T) {
 	put(t, r, router.Route{Service: "web", Hosts: []string{"web.example.com"}, Target: v1.Addr()})
 	c := front.Client()
 
-	slow := make(chan string, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, front.URL+"/hold", nil)
-		req.Host = "web.example.com"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			slow <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
-	}()
+	slow := holdRequest(front.URL, "web.example.com")
 	routertest.Eventually(t, 5*time.Second, "the held request in flight", func() bool { return v1.SlowInFlight() == 1 })
 
 	done := make(chan router.SwitchResult, 1)
@@ -410,19 +398,7 @@ func TestSwitchWaitsForAnEarlierDrain(t *testing.T) {
 	r, front := newRouter(t, t.TempDir())
 	v1, v2, v3 := routertest.NewBackend(t, "v1"), routertest.NewBackend(t, "v2"), routertest.NewBackend(t, "v3")
 	put(t, r, router.Route{Service: "web", Hosts: []string{"web.example.com"}, Target: v1.Addr()})
-	slow := make(chan string, 1)
-	go func() {
-		req, _ := http.NewRequest(http.MethodGet, front.URL+"/hold", nil)
-		req.Host = "web.example.com"
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			slow <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
-	}()
+	slow := holdRequest(front.URL, "web.example.com")
 	routertest.Eventually(t, 5*time.Second, "the held request in flight", func() bool { return v1.SlowInFlight() == 1 })
 
 	// The first switch's caller goes away during the drain.
@@ -469,4 +445,24 @@ func TestSwitchWaitsForAnEarlierDrain(t *testing.T) {
 	if res.DrainTimedOut != 0 || res.Previous != v2.Addr() {
 		t.Fatalf("result = %+v, want nothing timed out, previous v2 (%s)", res, v2.Addr())
 	}
+}
+
+// holdRequest sends GET /hold with Host host through front in the
+// background; its answer ("status body", or the error) arrives on the
+// channel once the backend lets it go.
+func holdRequest(front, host string) <-chan string {
+	slow := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodGet, front+"/hold", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			slow <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		slow <- fmt.Sprint(resp.StatusCode, " ", string(b))
+	}()
+	return slow
 }
