@@ -4,7 +4,6 @@ package faults_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
@@ -324,7 +323,7 @@ func (w *world) pullRequests(action string, heads map[int]string, repoID int64) 
 	var bad []string
 	for n, sha := range heads {
 		wg.Go(func() {
-			d := w.hooks.deliver("pull_request", w.pullRequestEvent(action, n, fmt.Sprintf("feature-%d", n), sha, repoID))
+			d := w.hooks.deliver("pull_request", w.Repo.PullRequestEvent(action, n, fmt.Sprintf("feature-%d", n), sha, repoID))
 			if d.Code != http.StatusAccepted {
 				mu.Lock()
 				bad = append(bad, fmt.Sprintf("#%d %s: %d %s", n, action, d.Code, d.Status))
@@ -336,26 +335,4 @@ func (w *world) pullRequests(action string, heads map[int]string, repoID int64) 
 	if len(bad) > 0 {
 		w.t.Fatalf("pull_request deliveries not accepted: %v", bad)
 	}
-}
-
-// pullRequestEvent is GitHub's pull_request webhook for pull request
-// number of the world's repository, from branch head at sha into main.
-func (w *world) pullRequestEvent(action string, number int, head, sha string, headRepo int64) []byte {
-	var push struct {
-		Repository   map[string]any `json:"repository"`
-		Installation map[string]any `json:"installation"`
-	}
-	_ = json.Unmarshal(w.Repo.PushEvent("main", sha, "alice"), &push)
-	b, _ := json.Marshal(map[string]any{
-		"action": action, "number": number,
-		"pull_request": map[string]any{
-			"number": number, "state": map[bool]string{true: "closed", false: "open"}[action == "closed"],
-			"updated_at": time.Now().UTC().Format(time.RFC3339Nano),
-			"head":       map[string]any{"ref": head, "sha": sha, "repo": map[string]any{"id": headRepo, "full_name": w.repo}},
-			"base":       map[string]any{"ref": "main"},
-		},
-		"repository": push.Repository, "installation": push.Installation,
-		"sender": map[string]any{"login": "alice", "type": "User"},
-	})
-	return b
 }

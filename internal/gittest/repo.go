@@ -143,13 +143,8 @@ func (r *Repo) PushEvent(branch, sha, pusher string) []byte {
 	payload := map[string]any{
 		"ref": "refs/heads/" + branch, "before": strings.Repeat("0", 40), "after": sha,
 		"created": false, "deleted": false, "forced": false,
-		"compare": "https://github.com/" + r.FullName + "/compare",
-		"repository": map[string]any{
-			"id": r.ID, "name": r.Name, "full_name": r.FullName, "private": true,
-			"owner":     map[string]any{"login": r.Owner, "name": r.Owner},
-			"clone_url": r.CloneURL(), "html_url": "https://github.com/" + r.FullName,
-			"default_branch": "main", "master_branch": "main", "pushed_at": time.Now().Unix(),
-		},
+		"compare":      "https://github.com/" + r.FullName + "/compare",
+		"repository":   r.repository(),
 		"pusher":       map[string]any{"name": pusher, "email": pusher + "@example.com"},
 		"sender":       map[string]any{"login": pusher, "id": 1, "type": "User"},
 		"installation": map[string]any{"id": r.Installation},
@@ -158,6 +153,35 @@ func (r *Repo) PushEvent(branch, sha, pusher string) []byte {
 	}
 	b, _ := json.Marshal(payload)
 	return b
+}
+
+// PullRequestEvent returns the body of GitHub's pull_request webhook with
+// action for pull request number of this repository, from branch head at sha
+// into main; headRepo is the id of the head's repository (another one for a
+// fork).
+func (r *Repo) PullRequestEvent(action string, number int, head, sha string, headRepo int64) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"action": action, "number": number,
+		"pull_request": map[string]any{
+			"number": number, "state": map[bool]string{true: "closed", false: "open"}[action == "closed"],
+			"updated_at": time.Now().UTC().Format(time.RFC3339Nano),
+			"head":       map[string]any{"ref": head, "sha": sha, "repo": map[string]any{"id": headRepo, "full_name": r.FullName}},
+			"base":       map[string]any{"ref": "main"},
+		},
+		"repository": r.repository(), "installation": map[string]any{"id": r.Installation},
+		"sender": map[string]any{"login": "alice", "type": "User"},
+	})
+	return b
+}
+
+// repository is the repository object of this repository's webhooks.
+func (r *Repo) repository() map[string]any {
+	return map[string]any{
+		"id": r.ID, "name": r.Name, "full_name": r.FullName, "private": true,
+		"owner":     map[string]any{"login": r.Owner, "name": r.Owner},
+		"clone_url": r.CloneURL(), "html_url": "https://github.com/" + r.FullName,
+		"default_branch": "main", "master_branch": "main", "pushed_at": time.Now().Unix(),
+	}
 }
 
 // git runs git in dir with a fixed identity and no user configuration,

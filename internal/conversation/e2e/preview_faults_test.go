@@ -38,7 +38,7 @@ func (w *world) openPreview(t *testing.T, number int, head, sha string) {
 	t.Helper()
 	repoID := w.GitHub.RepositoryID(e2eRepo)
 	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: number, State: "open", HeadRef: head, HeadSHA: sha, HeadRepoID: repoID})
-	if _, code := w.hooks.deliver("pull_request", w.pullRequestEvent("opened", number, head, sha, repoID)); code != http.StatusAccepted {
+	if _, code := w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("opened", number, head, sha, repoID)); code != http.StatusAccepted {
 		t.Fatalf("pull_request opened delivery answered %d", code)
 	}
 }
@@ -49,7 +49,7 @@ func (w *world) closePreview(t *testing.T, number int, head, sha string) {
 	t.Helper()
 	repoID := w.GitHub.RepositoryID(e2eRepo)
 	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: number, State: "closed", HeadRef: head, HeadSHA: sha, HeadRepoID: repoID})
-	if _, code := w.hooks.deliver("pull_request", w.pullRequestEvent("closed", number, head, sha, repoID)); code != http.StatusAccepted {
+	if _, code := w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("closed", number, head, sha, repoID)); code != http.StatusAccepted {
 		t.Fatalf("pull_request closed delivery answered %d", code)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"maps"
 	"net/http"
@@ -19,29 +18,6 @@ import (
 	"github.com/keystone-app/keystone/internal/gittest"
 	"github.com/keystone-app/keystone/internal/keystonetest"
 )
-
-// pullRequestEvent is GitHub's pull_request webhook for pull request number
-// of the world's repository, from branch head at sha into main; headRepo is
-// the id of the head's repository (another one for a fork).
-func (w *world) pullRequestEvent(action string, number int, head, sha string, headRepo int64) []byte {
-	var push struct {
-		Repository   map[string]any `json:"repository"`
-		Installation map[string]any `json:"installation"`
-	}
-	_ = json.Unmarshal(w.Repo.PushEvent("main", sha, "alice"), &push)
-	b, _ := json.Marshal(map[string]any{
-		"action": action, "number": number,
-		"pull_request": map[string]any{
-			"number": number, "state": map[bool]string{true: "closed", false: "open"}[action == "closed"],
-			"updated_at": time.Now().UTC().Format(time.RFC3339Nano),
-			"head":       map[string]any{"ref": head, "sha": sha, "repo": map[string]any{"id": headRepo, "full_name": e2eRepo}},
-			"base":       map[string]any{"ref": "main"},
-		},
-		"repository": push.Repository, "installation": push.Installation,
-		"sender": map[string]any{"login": "alice", "type": "User"},
-	})
-	return b
-}
 
 // keystoneCLI runs the keystone binary against the world's database.
 func (w *world) keystoneCLI(t *testing.T, stdin string, args ...string) {
@@ -107,7 +83,7 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	repoID := w.GitHub.RepositoryID(e2eRepo)
 	p1 := w.Repo.Commit(t, "feature", files("pr-1"), "pr v1")
 	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: pr, State: "open", HeadRef: "feature", HeadSHA: p1, HeadRepoID: repoID})
-	if _, code := w.hooks.deliver("pull_request", w.pullRequestEvent("opened", pr, "feature", p1, repoID)); code != http.StatusAccepted {
+	if _, code := w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("opened", pr, "feature", p1, repoID)); code != http.StatusAccepted {
 		t.Fatalf("pull_request delivery answered %d", code)
 	}
 	check := fmt.Sprintf("keystone/web-pr-%d", pr)
@@ -134,7 +110,7 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	}
 
 	p2 := w.Repo.Commit(t, "feature", files("pr-2"), "pr v2")
-	w.hooks.deliver("pull_request", w.pullRequestEvent("synchronize", pr, "feature", p2, repoID))
+	w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("synchronize", pr, "feature", p2, repoID))
 	if st := w.statusOf(t, p2, check, 5*time.Minute); !strings.HasPrefix(st, "success") {
 		t.Fatalf("preview of %s: %s", p2[:7], st)
 	}
@@ -152,14 +128,14 @@ func TestPreviewPerPullRequest(t *testing.T) {
 
 	// Over the cap (1): refused with an error status saying so.
 	other := w.Repo.Commit(t, "other", files("other"), "other")
-	w.hooks.deliver("pull_request", w.pullRequestEvent("opened", 8, "other", other, repoID))
+	w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("opened", 8, "other", other, repoID))
 	if st := w.statusOf(t, other, "keystone/web-pr-8", 2*time.Minute); !strings.HasPrefix(st, "error") ||
 		!strings.Contains(st, "KEYSTONE_MAX_PREVIEWS") {
 		t.Fatalf("preview over the cap: %s", st)
 	}
 	// A fork's pull request is not built: the job ends with no status.
 	fork := w.Repo.CommitToRef(t, "main", "refs/pull/9/head", files("fork"), "fork")
-	forkGUID, _ := w.hooks.deliver("pull_request", w.pullRequestEvent("opened", 9, "main", fork, repoID+1000))
+	forkGUID, _ := w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("opened", 9, "main", fork, repoID+1000))
 	await(t, time.Minute, "the fork's delivery processed", func() bool {
 		var done bool
 		err := w.Store.Pool().QueryRow(t.Context(), `SELECT processed_at IS NOT NULL FROM webhook_deliveries WHERE guid = $1`,
@@ -187,7 +163,7 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	}
 
 	closed := time.Now()
-	w.hooks.deliver("pull_request", w.pullRequestEvent("closed", pr, "feature", p2, repoID))
+	w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("closed", pr, "feature", p2, repoID))
 	label := "io.keystone.app=" + e2eRepo + "/" + fmt.Sprintf("web-pr-%d", pr)
 	await(t, 30*time.Second, "the preview's container, image and port gone", func() bool {
 		_, _, err := deploytest.Get(preview.HostPort, "/")
@@ -210,7 +186,7 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	if !deploytest.Serves(forkPort, "fork") {
 		t.Errorf("the fork's preview on %d does not serve its head", forkPort)
 	}
-	w.hooks.deliver("pull_request", w.pullRequestEvent("closed", 9, "main", fork, repoID+1000))
+	w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("closed", 9, "main", fork, repoID+1000))
 	// The cap counts open previews: the next one may only open once this
 	// one's close has gone through.
 	forkLabel := "io.keystone.app=" + e2eRepo + "/web-pr-9"
@@ -223,7 +199,7 @@ func TestPreviewPerPullRequest(t *testing.T) {
 	// pass asks GitHub and removes its preview.
 	const missed = 10
 	w.GitHub.SetPullRequest(e2eRepo, githubtest.PullRequest{Number: missed, State: "open", HeadRef: "other", HeadSHA: other, HeadRepoID: repoID})
-	w.hooks.deliver("pull_request", w.pullRequestEvent("opened", missed, "other", other, repoID))
+	w.hooks.deliver("pull_request", w.Repo.PullRequestEvent("opened", missed, "other", other, repoID))
 	if st := w.statusOf(t, other, fmt.Sprintf("keystone/web-pr-%d", missed), 5*time.Minute); !strings.HasPrefix(st, "success") {
 		t.Fatalf("preview of pull request %d: %s", missed, st)
 	}
