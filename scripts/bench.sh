@@ -26,7 +26,7 @@ if enabled pages; then
 fi
 if enabled deploy; then
 	echo "== deploy engine against the raw commands (issue 3) =="
-	go test -run '^$' -bench BenchmarkDeploy -benchtime 3x -timeout 30m ./internal/deploy/e2e/
+	go test -run '^$' -bench BenchmarkDeploy -benchtime 7x -timeout 30m ./internal/deploy/e2e/
 fi
 if enabled outbox; then
 	echo "== GitHub outbox (issue 4) =="

@@ -78,6 +78,10 @@ func (hc healthChecker) check(ctx context.Context, id string, hostPort int, cfg 
 	addr := net.JoinHostPort(hc.host, strconv.Itoa(hostPort))
 	url := "http://" + addr + cfg.HealthCheckPath
 	lastInspect := time.Time{}
+	// Most apps answer within tens of milliseconds of their start: probe
+	// every 10ms at first, doubling up to the interval, so a deploy is not
+	// held up to a whole interval by a probe that came just too early.
+	pause := min(10*time.Millisecond, hc.interval)
 	for {
 		now := time.Now()
 		if now.Sub(lastInspect) >= 400*time.Millisecond {
@@ -104,8 +108,9 @@ func (hc healthChecker) check(ctx context.Context, id string, hostPort int, cfg 
 		select {
 		case <-ctx.Done():
 			return hc.finish(res, start, cfg, id)
-		case <-time.After(hc.interval):
+		case <-time.After(pause):
 		}
+		pause = min(2*pause, hc.interval)
 	}
 }
 

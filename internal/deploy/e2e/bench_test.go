@@ -22,6 +22,7 @@ import (
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
 	"github.com/keystone-app/keystone/internal/github"
 	"github.com/keystone-app/keystone/internal/gittest"
+	"github.com/keystone-app/keystone/internal/keystonetest"
 	"github.com/keystone-app/keystone/internal/queue"
 	"github.com/keystone-app/keystone/internal/store"
 )
@@ -37,9 +38,21 @@ import (
 //   - the update's downtime window, as Keystone records it and as a client
 //     polling every 10ms sees it.
 //
-// Run it with: go test -run '^$' -bench BenchmarkDeploy -benchtime 3x ./internal/deploy/e2e/
+// It runs twice: "direct", Keystone alone, which stops the serving container
+// and starts the new one on the app's port; and "router", Keystone with the
+// real `keystone proxy` in IP mode (as `make run` starts them), which starts
+// the new container beside the serving one and switches the app's port to it.
+//
+// Run it with: go test -run '^$' -bench BenchmarkDeploy -benchtime 7x ./internal/deploy/e2e/
 func BenchmarkDeploy(b *testing.B) {
-	s := newStack(b, "bench")
+	b.Run("direct", func(b *testing.B) { benchDeploy(b, newStack(b, "bench")) })
+	b.Run("router", func(b *testing.B) {
+		proxy := keystonetest.StartProxy(b, nil)
+		benchDeploy(b, newStack(b, "bench", map[string]string{"KEYSTONE_PROXY_ADMIN": "unix://" + proxy.Admin}))
+	})
+}
+
+func benchDeploy(b *testing.B, s *stack) {
 	gh, err := github.New(github.Config{AppID: s.GitHub.AppID, PrivateKeyPEM: s.GitHub.PrivateKeyPEM, APIURL: s.GitHub.URL})
 	if err != nil {
 		b.Fatal(err)
@@ -323,7 +336,7 @@ func report(b *testing.B, rows []benchRow) {
 	second, secondRaw := med(func(r benchRow) time.Duration { return r.secondKS }), med(func(r benchRow) time.Duration { return r.secondRaw })
 	rollback := med(func(r benchRow) time.Duration { return r.rollback })
 	downtime, observed := med(func(r benchRow) time.Duration { return r.downtime }), med(func(r benchRow) time.Duration { return r.observed })
-	fmt.Printf("\nDeploy engine, median of %d runs\n", len(rows))
+	fmt.Printf("\nDeploy engine (%s), median of %d runs\n", b.Name(), len(rows))
 	fmt.Printf("%-36s %10s %10s %7s %s\n", "measure", "keystone", "raw", "ratio", "target")
 	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "first deploy, webhook to healthy", first.Seconds(), firstRaw.Seconds(), first.Seconds()/firstRaw.Seconds(), "<= 1.05")
 	fmt.Printf("%-36s %9.2fs %9.2fs %7.2f %s\n", "one-line change, webhook to healthy", second.Seconds(), secondRaw.Seconds(), second.Seconds()/secondRaw.Seconds(), "<= 0.90")

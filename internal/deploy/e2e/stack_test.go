@@ -37,7 +37,9 @@ type stack struct {
 	fetchBaseline   int32
 }
 
-func newStack(t testing.TB, repo string) *stack {
+// newStack starts `keystone serve` over a new world, with extra added to
+// its environment.
+func newStack(t testing.TB, repo string, extra ...map[string]string) *stack {
 	t.Helper()
 	e := deploytest.New(t, repo)
 	s := &stack{Env: e, env: map[string]string{
@@ -51,6 +53,9 @@ func newStack(t testing.TB, repo string) *stack {
 		"KEYSTONE_PORT_RANGE":            e.PortRange.String(),
 		"KEYSTONE_WORKERS":               "2",
 	}}
+	for _, env := range extra {
+		maps.Copy(s.env, env)
+	}
 	e.Git.OnRequest(func(r *http.Request) {
 		if r.Method == http.MethodPost {
 			s.fetchesInFlight.Add(1)
