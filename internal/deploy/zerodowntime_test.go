@@ -5,9 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -23,7 +20,6 @@ import (
 	"github.com/keystone-app/keystone/internal/router/routerapi"
 	"github.com/keystone-app/keystone/internal/router/routertest"
 	"github.com/keystone-app/keystone/internal/store"
-	"github.com/keystone-app/keystone/internal/testlog"
 )
 
 // proxyProcess is the real `keystone proxy` binary in domain mode with TLS
@@ -35,41 +31,12 @@ type proxyProcess struct {
 
 func startProxyBinary(t *testing.T, domain string) *proxyProcess {
 	t.Helper()
-	bin := keystonetest.Binary(t)
-	dir, err := os.MkdirTemp("", "ksz") // short: socket paths are limited
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	sock := filepath.Join(dir, "a.sock")
-	addr := fmt.Sprintf("127.0.0.1:%d", routertest.FreePort(t))
-	cmd := exec.Command(bin, "proxy")
-	cmd.Env = append(os.Environ(), "KEYSTONE_DATA_DIR="+filepath.Join(dir, "data"),
-		"KEYSTONE_TLS=off", "KEYSTONE_PROXY_HTTP_ADDR="+addr, "KEYSTONE_PROXY_ADMIN=unix://"+sock,
-		"KEYSTONE_PUBLIC_URL=http://keystone.test:8080")
+	env := map[string]string{"KEYSTONE_PUBLIC_URL": "http://keystone.test:8080"}
 	if domain != "" {
-		cmd.Env = append(cmd.Env, "KEYSTONE_APPS_DOMAIN="+domain)
+		env["KEYSTONE_APPS_DOMAIN"] = domain
 	}
-	var out testlog.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("keystone proxy output:\n%s", out.String())
-		}
-	})
-	p := &proxyProcess{client: routerapi.NewClient(sock), addr: addr}
-	deploytest.Eventually(t, 20*time.Second, "keystone proxy answers on its admin socket", func() (bool, error) {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		defer cancel()
-		err := p.client.Health(ctx)
-		return err == nil, err
-	})
-	return p
+	p := keystonetest.StartProxy(t, env)
+	return &proxyProcess{client: p.Client, addr: p.HTTPAddr}
 }
 
 // load sends paced requests through the proxy from keep-alive and
