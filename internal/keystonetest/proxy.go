@@ -3,7 +3,6 @@ package keystonetest
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +10,7 @@ import (
 	"time"
 
 	"github.com/keystone-app/keystone/internal/router/routerapi"
+	"github.com/keystone-app/keystone/internal/router/routertest"
 	"github.com/keystone-app/keystone/internal/testlog"
 )
 
@@ -36,7 +36,7 @@ func StartProxy(t testing.TB, env map[string]string) *Proxy {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	p := &Proxy{Admin: filepath.Join(dir, "a.sock"), HTTPAddr: freeLoopbackAddr(t)}
+	p := &Proxy{Admin: filepath.Join(dir, "a.sock"), HTTPAddr: fmt.Sprintf("127.0.0.1:%d", routertest.FreePort(t))}
 	cmd := exec.Command(Binary(t), "proxy")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"KEYSTONE_DATA_DIR=" + filepath.Join(dir, "data"), "KEYSTONE_TLS=off",
@@ -70,14 +70,4 @@ func StartProxy(t testing.TB, env map[string]string) *Proxy {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-func freeLoopbackAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return fmt.Sprintf("127.0.0.1:%d", ln.Addr().(*net.TCPAddr).Port)
 }
