@@ -17,26 +17,19 @@ import (
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
 	"github.com/keystone-app/keystone/internal/gittest"
 	"github.com/keystone-app/keystone/internal/keystonetest"
-	"github.com/keystone-app/keystone/internal/router/routerapi"
 	"github.com/keystone-app/keystone/internal/router/routertest"
 	"github.com/keystone-app/keystone/internal/store"
 )
 
-// proxyProcess is the real `keystone proxy` binary in domain mode with TLS
-// off, its data plane on a loopback port.
-type proxyProcess struct {
-	client *routerapi.Client
-	addr   string
-}
-
-func startProxyBinary(t *testing.T, domain string) *proxyProcess {
+// startProxyBinary runs the real `keystone proxy` with TLS off, in domain
+// mode under domain, or in IP mode when domain is "".
+func startProxyBinary(t *testing.T, domain string) *keystonetest.Proxy {
 	t.Helper()
 	env := map[string]string{"KEYSTONE_PUBLIC_URL": "http://keystone.test:8080"}
 	if domain != "" {
 		env["KEYSTONE_APPS_DOMAIN"] = domain
 	}
-	p := keystonetest.StartProxy(t, env)
-	return &proxyProcess{client: p.Client, addr: p.HTTPAddr}
+	return keystonetest.StartProxy(t, env)
 }
 
 // load sends paced requests through the proxy from keep-alive and
@@ -125,13 +118,13 @@ func TestZeroDowntimeThroughProxy(t *testing.T) {
 func zeroDowntime(t *testing.T, domain string) {
 	p := startProxyBinary(t, domain)
 	h := newHarness(t, "zdt", func(o *options) {
-		o.routes = p.client
+		o.routes = p.Client
 		o.cfg.AppsDomain = domain
 	})
 	sha1 := h.push(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v1"}))
 	mustState(t, h.deployOf(t, "web", sha1), store.StateSucceeded)
 	app := h.App(t, "web")
-	host, addr := deploy.DefaultHost(app, domain), p.addr
+	host, addr := deploy.DefaultHost(app, domain), p.HTTPAddr
 	if domain == "" {
 		host, addr = "", fmt.Sprintf("127.0.0.1:%d", app.HostPort)
 		if n := publishedOnHostPort(t, h, app.HostPort); n != 0 {
@@ -235,11 +228,11 @@ func TestRouterTakesOverAnIPModeHostPort(t *testing.T) {
 		t.Fatalf("without a router %d containers publish port %d, want 1", n, app.HostPort)
 	}
 
-	h.restart(t, func(o *options) { o.routes = p.client })
+	h.restart(t, func(o *options) { o.routes = p.Client })
 	if err := h.engine.SyncRoutes(ctx); err != nil {
 		t.Fatalf("sync routes beside a container holding the port: %v", err)
 	}
-	if routes, err := p.client.Routes(ctx); err != nil || len(routes) != 0 {
+	if routes, err := p.Client.Routes(ctx); err != nil || len(routes) != 0 {
 		t.Fatalf("routes before the next deploy = %+v, %v; want none", routes, err)
 	}
 	if !deploytest.Serves(app.HostPort, "v1") {
@@ -255,7 +248,7 @@ func TestRouterTakesOverAnIPModeHostPort(t *testing.T) {
 	if n := publishedOnHostPort(t, h, app.HostPort); n != 0 {
 		t.Errorf("%d containers still publish port %d after the router took it", n, app.HostPort)
 	}
-	rt, err := p.client.Route(ctx, deploy.RouteService(app))
+	rt, err := p.Client.Route(ctx, deploy.RouteService(app))
 	if err != nil || rt.Port != app.HostPort {
 		t.Errorf("the app's route = %+v, %v; want port %d", rt, err, app.HostPort)
 	}
