@@ -1,21 +1,21 @@
 package queue
 
 import (
-	"encoding/json"
-	"maps"
-	"slices"
-	"strings"
-
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
 	"github.com/jackc/pgx/v5"
 	"github.com/riverqueue/river"
 	"github.com/riverqueue/river/rivertype"
-	"log/slog"
-	"os"
-	"time"
 
 	"github.com/keystone-app/keystone/internal/store"
 )
@@ -25,6 +25,7 @@ type OrphanStore interface {
 	HoldProcessLock(ctx context.Context, id string, report func(regained bool, err error)) (release func(), err error)
 	ProcessAlive(ctx context.Context, owner string) (bool, error)
 	RescuedJobs(ctx context.Context, ids []int64) (map[int64]bool, error)
+	PruneJobRescues(ctx context.Context, running []int64, olderThan time.Duration) (int64, error)
 	InTx(ctx context.Context, fn func(tx pgx.Tx, q *store.Queries) error) error
 }
 
@@ -44,6 +45,11 @@ const (
 	OrphanCheckInterval = 30 * time.Second
 	// orphanGrace leaves a just-fetched job alone while its process starts it.
 	orphanGrace = 5 * time.Second
+	// rescueKeep is how long a rescue is remembered at least, even once its
+	// job is no longer listed running: far longer than a pass, so a job that
+	// started running after a pass listed the running ones is never
+	// forgotten by that pass.
+	rescueKeep = 10 * time.Minute
 )
 
 // NewProcessID returns a job-client id unique to this process, to hold a
@@ -131,8 +137,13 @@ func (r *OrphanRescuer) RescueOnce(ctx context.Context) {
 // are never touched: it is alive, whatever its lock says (a lock lost with
 // its connection is being taken again).
 func (r *OrphanRescuer) Rescue(ctx context.Context) ([]RescuedJob, error) {
-	orphans, err := r.orphans(ctx)
+	orphans, running, err := r.orphans(ctx)
 	if err != nil {
+		return nil, err
+	}
+	// Rescues of jobs River has finalized since are forgotten: job_rescues
+	// holds only what may still be asked about.
+	if _, err := r.Store.PruneJobRescues(ctx, running, rescueKeep); err != nil {
 		return nil, err
 	}
 	alive := map[string]bool{}
@@ -161,18 +172,19 @@ func (r *OrphanRescuer) Rescue(ctx context.Context) ([]RescuedJob, error) {
 }
 
 // orphans lists the running jobs old enough to be looked at, of other
-// processes, not rescued already.
-func (r *OrphanRescuer) orphans(ctx context.Context) ([]*rivertype.JobRow, error) {
+// processes, not rescued already; and the ids of all running jobs.
+func (r *OrphanRescuer) orphans(ctx context.Context) ([]*rivertype.JobRow, []int64, error) {
 	params := river.NewJobListParams().States(rivertype.JobStateRunning).
 		OrderBy(river.JobListOrderByID, river.SortOrderAsc).First(rescueListPage)
 	var out []*rivertype.JobRow
-	var ids []int64
+	var ids, running []int64
 	for {
 		res, err := r.Jobs.JobList(ctx, params)
 		if err != nil {
-			return nil, fmt.Errorf("list running jobs: %w", err)
+			return nil, nil, fmt.Errorf("list running jobs: %w", err)
 		}
 		for _, j := range res.Jobs {
+			running = append(running, j.ID)
 			if len(j.AttemptedBy) == 0 || j.AttemptedBy[len(j.AttemptedBy)-1] == r.ProcessID ||
 				j.AttemptedAt == nil || time.Since(*j.AttemptedAt) < orphanGrace {
 				continue
@@ -187,9 +199,9 @@ func (r *OrphanRescuer) orphans(ctx context.Context) ([]*rivertype.JobRow, error
 	}
 	done, err := r.Store.RescuedJobs(ctx, ids)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return slices.DeleteFunc(out, func(j *rivertype.JobRow) bool { return done[j.ID] }), nil
+	return slices.DeleteFunc(out, func(j *rivertype.JobRow) bool { return done[j.ID] }), running, nil
 }
 
 // replace cancels orphan and inserts its replacement in one transaction; ok

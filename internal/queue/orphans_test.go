@@ -111,6 +111,32 @@ func TestOrphanRescue(t *testing.T) {
 	if want := fmt.Sprintf(`msg="job of a dead process rescued" job_id=%d`, live); !strings.Contains(logs.String(), want) {
 		t.Errorf("the rescue is not logged (%q):\n%s", want, logs.String())
 	}
+
+	// A rescue is forgotten once River has finalized its job (as River's own
+	// rescuer does, later) and it is old; kept while the job still runs or
+	// while it is recent.
+	finalize := func(id int64) {
+		if _, err := st.Pool().Exec(t.Context(), `UPDATE river_job SET state = 'cancelled', finalized_at = now() WHERE id = $1`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	finalize(dead)
+	finalize(live)
+	if _, err := st.Pool().Exec(t.Context(), `UPDATE job_rescues SET rescued_at = now() - interval '1 hour' WHERE job_id = ANY($1)`,
+		[]int64{dead, deadOutOfAttempts}); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := other.Rescue(t.Context()); err != nil || len(again) != 0 {
+		t.Fatalf("pass after the finalization rescued %+v (%v), want nothing", again, err)
+	}
+	kept, err := st.RescuedJobs(t.Context(), []int64{dead, deadOutOfAttempts, live})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept[dead] || !kept[deadOutOfAttempts] || !kept[live] {
+		t.Errorf("rescues kept %v: want job %d (finalized, old) forgotten, %d (still running) and %d (recent) kept",
+			kept, dead, deadOutOfAttempts, live)
+	}
 }
 
 // When the liveness lock's connection is killed (pg_terminate_backend), the

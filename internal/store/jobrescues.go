@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // ClaimJobRescue records that job, left running by the dead process owner,
@@ -49,4 +50,18 @@ func (q *Queries) RescuedJobs(ctx context.Context, ids []int64) (map[int64]bool,
 		return nil, fmt.Errorf("read rescued jobs: %w", err)
 	}
 	return out, nil
+}
+
+// PruneJobRescues forgets the rescues, recorded over olderThan ago, of jobs
+// that are not in running (the ids of every job River listed as running in
+// this pass): River has finalized them, so nothing asks about them again. A
+// rescue is kept for as long as its job runs, or it would be rescued twice.
+func (q *Queries) PruneJobRescues(ctx context.Context, running []int64, olderThan time.Duration) (int64, error) {
+	tag, err := q.db.Exec(ctx, `DELETE FROM job_rescues
+		WHERE NOT (job_id = ANY($1)) AND rescued_at < now() - $2 * interval '1 second'`,
+		running, olderThan.Seconds())
+	if err != nil {
+		return 0, fmt.Errorf("forget finalized job rescues: %w", err)
+	}
+	return tag.RowsAffected(), nil
 }
