@@ -28,15 +28,7 @@ func TestDockerOutageSpendsOneAttempt(t *testing.T) {
 
 	sha2 := h.push(t, "main", deploytest.Files(t, ymlApp("web"), gittest.Behaviour{Version: "v2", BuildStep: true,
 		BuildSleep: 8 * time.Second, BuildPrint: []string{"building slowly"}}))
-	var id int64
-	deploytest.Eventually(t, time.Minute, "v2's build step running", func() (bool, error) {
-		for _, d := range h.Deployments(t, "web") {
-			if d.SHA == sha2 {
-				id = d.ID
-			}
-		}
-		return id != 0 && strings.Contains(strings.Join(h.Log(t, id), "\n"), "building slowly"), nil
-	})
+	h.logging(t, "web", sha2, "building slowly", "v2's build step running")
 	cut.Cut()
 	time.Sleep(10 * time.Second) // the outage's length
 	cut.Restore()

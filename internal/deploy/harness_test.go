@@ -200,6 +200,22 @@ func (h *harness) deployOf(t *testing.T, app, sha string) store.Deployment {
 	return d
 }
 
+// logging waits until the deployment of sha of app has logged a line
+// containing text (what, for the failure message) and returns its id.
+func (h *harness) logging(t *testing.T, app, sha, text, what string) int64 {
+	t.Helper()
+	var id int64
+	deploytest.Eventually(t, time.Minute, what, func() (bool, error) {
+		for _, d := range h.Deployments(t, app) {
+			if d.SHA == sha {
+				id = d.ID
+			}
+		}
+		return id != 0 && strings.Contains(strings.Join(h.Log(t, id), "\n"), text), nil
+	})
+	return id
+}
+
 // cleanedUp waits until a successful deployment's cleanup step (removing
 // the previous container, pruning images) has ended.
 func (h *harness) cleanedUp(t *testing.T, id int64) {

@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/keystone-app/keystone/internal/deploy"
 	"github.com/keystone-app/keystone/internal/deploy/deploytest"
@@ -96,15 +95,7 @@ func TestSwitchWaitsForTheRouter(t *testing.T) {
 
 	admin.stop()
 	sha2 := h.push(t, "main", map[string][]byte{"behaviour.json": []byte(`{"version": "v2"}`)})
-	var id int64
-	deploytest.Eventually(t, time.Minute, "the deployment of v2 waiting for the router", func() (bool, error) {
-		for _, d := range h.Deployments(t, "web") {
-			if d.SHA == sha2 {
-				id = d.ID
-			}
-		}
-		return id != 0 && strings.Contains(strings.Join(h.Log(t, id), "\n"), "does not answer: waiting up to"), nil
-	})
+	h.logging(t, "web", sha2, "does not answer: waiting up to", "the deployment of v2 waiting for the router")
 	if st, body, err := routertest.GetVia(addr, host); err != nil || st != 200 || body != "version=v1" {
 		t.Errorf("while the switch waits the router answers %d %q %v, want version=v1", st, body, err)
 	}

@@ -68,10 +68,7 @@ func TestGitHubFailing(t *testing.T) {
 	if len(deployments) < 2 {
 		t.Errorf("%d GitHub deployments, want one for each deployed commit", len(deployments))
 	}
-	sent, failures := l.finish()
-	if len(failures) != 0 {
-		t.Errorf("%d of %d requests through the router failed: %v", len(failures), sent, firstFailures(failures, 5))
-	}
+	l.finishWithoutFailures(t, "")
 	w.row.Faults += fmt.Sprintf(" (%d answers 500, %d rate-limited)", failed, limited)
 }
 

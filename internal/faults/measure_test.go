@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -118,6 +119,18 @@ func (l *load) finish() (sent int, failures []failure) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return int(l.sent.Load()), l.failures
+}
+
+// finishWithoutFailures stops the load and fails t if any request through
+// the router failed; to names the requests' app in the message ("" for the
+// scenario's one app). It returns how many were sent and failed.
+func (l *load) finishWithoutFailures(t testing.TB, to string) (sent, failed int) {
+	t.Helper()
+	sent, failures := l.finish()
+	if len(failures) != 0 {
+		t.Errorf("%d of %d requests %sthrough the router failed: %v", len(failures), sent, to, firstFailures(failures, 5))
+	}
+	return sent, len(failures)
 }
 
 // tally is what a scenario observed at its end, for its report row.
